@@ -1,0 +1,142 @@
+"""Pieces every format reader and writer shares: coordinate checks, safe image references."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from detectkit.boxes import Box
+from detectkit.dataset import ImageRecord
+from detectkit.errors import InvalidAnnotationError
+from detectkit.images import is_remote, resolve_image_path
+from detectkit.validation import ProblemCollector, ProblemKind, Severity
+
+#: Normalized values within this distance outside [0, 1] are clipped (and reported as a
+#: warning) instead of rejected: labeling tools emit 1.0004 or -2e-7 from rounding.
+CLIP_TOLERANCE = 1e-3
+
+
+def to_float(value: object) -> float | None:
+    """``value`` as a finite float, accepting numbers and numeric strings (``"48.5"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        f = float(value)
+    elif isinstance(value, str):
+        try:
+            f = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def make_box(
+    coords: tuple[float, float, float, float],
+    col: ProblemCollector,
+    *,
+    location: str,
+    fields: tuple[str, str, str, str] = ("topX", "topY", "bottomX", "bottomY"),
+    file: str | None = None,
+) -> Box | None:
+    """Check normalized corners and build a :class:`Box`, or record why not (``None``).
+
+    Values a hair outside ``[0, 1]`` (within :data:`CLIP_TOLERANCE`) are clipped with a warning;
+    values further out and inverted boxes are errors.
+    """
+    vals = list(coords)
+    for k, (v, name) in enumerate(zip(vals, fields, strict=True)):
+        if 0.0 <= v <= 1.0:
+            continue
+        if -CLIP_TOLERANCE <= v <= 1.0 + CLIP_TOLERANCE:
+            clipped = min(max(v, 0.0), 1.0)
+            col.add(
+                ProblemKind.CLIPPED,
+                "coordinate a hair outside [0, 1] was clipped",
+                severity=Severity.WARNING,
+                file=file,
+                location=location,
+                field=name,
+                expected="a value in [0, 1]",
+                got=v,
+                hint=f"stored as {clipped}",
+            )
+            vals[k] = clipped
+            continue
+        col.add(
+            ProblemKind.OUT_OF_RANGE,
+            "box coordinate is outside the image",
+            file=file,
+            location=location,
+            field=name,
+            expected="a normalized value in [0, 1]",
+            got=v,
+            hint="pixel values must be divided by the image width/height",
+        )
+        return None
+    x1, y1, x2, y2 = vals
+    for lo, hi, lo_name, hi_name in ((x1, x2, fields[0], fields[2]), (y1, y2, fields[1], fields[3])):
+        if hi < lo:
+            col.add(
+                ProblemKind.INVERTED_BOX,
+                f"box is inverted: {hi_name} {hi} < {lo_name} {lo}",
+                file=file,
+                location=location,
+                field=hi_name,
+                expected=f">= {lo_name} ({lo})",
+                got=hi,
+                hint="swap the corners or fix the annotation",
+            )
+            return None
+    return Box.trusted(x1, y1, x2, y2)
+
+
+def resolve_ref(
+    ref: str, images_root: Path, col: ProblemCollector, *, location: str, field: str = "image"
+) -> str | None:
+    """An image reference as stored in a record: URLs unchanged, local paths resolved inside
+    ``images_root`` (escaping paths are reported as ``unsafe_path`` and give ``None``)."""
+    if is_remote(ref):
+        return ref
+    try:
+        return str(resolve_image_path(images_root, ref))
+    except InvalidAnnotationError as exc:
+        col.add(
+            ProblemKind.UNSAFE_PATH,
+            "image path escapes the data set folder and was refused",
+            location=location,
+            field=field,
+            expected=exc.expected,
+            got=ref,
+            hint="pass images_root= pointing at the folder that holds the images",
+        )
+        return None
+
+
+def output_ref(
+    record: ImageRecord, out_dir: Path, *, image_base_url: str | None, root: Path | None
+) -> str:
+    """The image reference to write for ``record`` into a file in ``out_dir``.
+
+    With ``image_base_url``, the image's path relative to the data set root (its file name when
+    it is not under the root) is appended to the URL. Otherwise local images inside ``out_dir``
+    are written relative to it (POSIX separators) and any other reference is written as is.
+    """
+    ref = record.image
+    if image_base_url is not None:
+        rel = record.name
+        if not is_remote(ref) and root is not None:
+            try:
+                rel = Path(ref).resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                rel = record.name
+        return image_base_url.rstrip("/") + "/" + rel
+    if is_remote(ref):
+        return ref
+    p = Path(ref)
+    try:
+        return p.resolve().relative_to(out_dir.resolve()).as_posix()
+    except ValueError:
+        return os.fspath(p.resolve())
