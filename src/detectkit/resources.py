@@ -1,0 +1,421 @@
+"""Typed resources returned by a :class:`~detectkit.Project`: records and live handles.
+
+Records (``DatasetAsset``, ``RunInfo``, ``Trial``, ``ModelInfo``, ``EndpointInfo``) are frozen
+pydantic models holding what the service said. Handles (:class:`DetectionRun`,
+:class:`RegisteredModel`, :class:`Endpoint`) wrap a record and the backend that made it, show a
+short stable repr, and offer ``refresh()``, ``wait()``, ``delete()`` and the like. The same
+handles come back from the Azure and the local backend.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from detectkit.errors import InvalidInputError, OperationTimeoutError, RunFailedError
+
+if TYPE_CHECKING:
+    from detectkit.backends.base import Backend
+    from detectkit.prediction import Prediction
+    from detectkit.scoring import ImageInput
+
+__all__ = [
+    "DatasetAsset",
+    "DetectionRun",
+    "Endpoint",
+    "EndpointInfo",
+    "EndpointKeys",
+    "ModelInfo",
+    "RegisteredModel",
+    "RunInfo",
+    "RunStatus",
+    "Trial",
+]
+
+
+class RunStatus(str, Enum):
+    """Status of a training run. Unknown service values map to ``UNKNOWN`` (the raw value is
+    kept in ``RunInfo.status_raw``)."""
+
+    NOT_STARTED = "NotStarted"
+    SCHEDULED = "Scheduled"
+    STARTING = "Starting"
+    PROVISIONING = "Provisioning"
+    PREPARING = "Preparing"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    CANCEL_REQUESTED = "CancelRequested"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    NOT_RESPONDING = "NotResponding"
+    PAUSED = "Paused"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def parse(cls, value: str | None) -> RunStatus:
+        """Map a service status string (any case, ``FINISHED``/``KILLED`` from MLflow too)."""
+        if value is None:
+            return cls.UNKNOWN
+        key = value.replace("_", "").replace(" ", "").lower()
+        aliases = {"finished": cls.COMPLETED, "killed": cls.CANCELED, "cancelled": cls.CANCELED}
+        if key in aliases:
+            return aliases[key]
+        for member in cls:
+            if member.value.lower() == key:
+                return member
+        return cls.UNKNOWN
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run will not change any more."""
+        return self in (
+            RunStatus.COMPLETED,
+            RunStatus.FAILED,
+            RunStatus.CANCELED,
+            RunStatus.NOT_RESPONDING,
+            RunStatus.PAUSED,
+        )
+
+
+_RECORD = ConfigDict(frozen=True, extra="ignore")
+
+
+class DatasetAsset(BaseModel):
+    """A registered data asset (an MLTable folder with JSONL annotations and images)."""
+
+    model_config = _RECORD
+
+    name: str
+    version: str
+    uri: str
+    description: str | None = None
+    images: int | None = None
+    boxes: int | None = None
+
+    def __repr__(self) -> str:
+        return f"DatasetAsset(name={self.name!r}, version={self.version!r}, uri={self.uri!r})"
+
+
+class RunInfo(BaseModel):
+    """What a backend knows of a training run."""
+
+    model_config = _RECORD
+
+    name: str
+    status: RunStatus = RunStatus.UNKNOWN
+    status_raw: str | None = None
+    display_name: str | None = None
+    experiment: str | None = None
+    studio_url: str | None = None
+    error: str | None = None
+    created_at: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Trial(BaseModel):
+    """One child run of a sweep, with its hyperparameters and metrics."""
+
+    model_config = _RECORD
+
+    name: str
+    status: RunStatus = RunStatus.UNKNOWN
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    is_best: bool = False
+
+    def __repr__(self) -> str:
+        metric = self.metrics.get("mean_average_precision")
+        shown = f", mean_average_precision={metric:.4f}" if metric is not None else ""
+        best = ", best" if self.is_best else ""
+        return f"Trial(name={self.name!r}, status={self.status.value}{shown}{best})"
+
+
+class ModelInfo(BaseModel):
+    """A registered model version."""
+
+    model_config = _RECORD
+
+    name: str
+    version: str
+    uri: str
+    type: str = "mlflow_model"
+    description: str | None = None
+    run_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class EndpointKeys(BaseModel):
+    """Endpoint keys; never shown in a repr, a log line or an error message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    primary: SecretStr
+    secondary: SecretStr | None = None
+
+
+class EndpointInfo(BaseModel):
+    """What a backend knows of an online endpoint."""
+
+    model_config = _RECORD
+
+    name: str
+    scoring_uri: str | None = None
+    traffic: dict[str, int] = Field(default_factory=dict)
+    state: str = "Unknown"
+    auth_mode: str = "key"
+    deployments: tuple[str, ...] = ()
+    model: str | None = None
+
+
+# --------------------------------------------------------------------------- handles
+class DetectionRun:
+    """A live handle on a training run (an AutoML sweep on Azure, a local sweep locally)."""
+
+    def __init__(self, backend: Backend, info: RunInfo) -> None:
+        self._backend = backend
+        self._info = info
+
+    @property
+    def info(self) -> RunInfo:
+        """The last known record of the run."""
+        return self._info
+
+    @property
+    def name(self) -> str:
+        """Run (job) name."""
+        return self._info.name
+
+    @property
+    def status(self) -> RunStatus:
+        """Status at the last refresh."""
+        return self._info.status
+
+    @property
+    def studio_url(self) -> str | None:
+        """Link to the run in Azure ML studio (or the local MLflow UI)."""
+        return self._info.studio_url
+
+    def __repr__(self) -> str:
+        return f"DetectionRun(name={self.name!r}, status={self.status.value})"
+
+    def refresh(self) -> DetectionRun:
+        """Fetch the current state from the backend; returns ``self``."""
+        self._info = self._backend.get_run(self.name)
+        return self
+
+    def wait(
+        self, timeout: float | None = None, *, progress: bool = True, poll_interval: float = 10.0
+    ) -> DetectionRun:
+        """Block until the run ends.
+
+        Args:
+            timeout: Seconds to wait at most (``None``: no limit).
+            progress: Show a one-line progress display on a terminal.
+            poll_interval: Seconds between status checks.
+
+        Raises:
+            RunFailedError: The run failed; the message carries the run's own error.
+            OperationTimeoutError: ``timeout`` passed first (the run keeps going).
+        """
+        start = time.monotonic()
+        show = progress and sys.stderr.isatty()
+        while True:
+            self.refresh()
+            elapsed = time.monotonic() - start
+            if show:
+                sys.stderr.write(f"\r{self.name}: {self.status.value:<16} {elapsed:7.0f}s")
+                sys.stderr.flush()
+            if self.status.is_terminal:
+                break
+            if timeout is not None and elapsed >= timeout:
+                if show:
+                    sys.stderr.write("\n")
+                raise OperationTimeoutError(
+                    f"run {self.name!r} is still {self.status.value} after {timeout:.0f} s; "
+                    "it keeps running: call wait() again or cancel()"
+                )
+            delay = poll_interval if timeout is None else min(poll_interval, timeout - elapsed)
+            time.sleep(max(delay, 0.0))
+        if show:
+            sys.stderr.write("\n")
+        if self.status is not RunStatus.COMPLETED:
+            detail = f": {self._info.error}" if self._info.error else ""
+            raise RunFailedError(f"run {self.name!r} ended {self.status.value}{detail}")
+        return self
+
+    def cancel(self) -> None:
+        """Ask the backend to cancel the run."""
+        self._backend.cancel_run(self.name)
+        self.refresh()
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Metrics of the run (of its best trial for a sweep): ``mean_average_precision``,
+        ``precision``, ``recall`` ..."""
+        return self._backend.run_metrics(self.name)
+
+    def trials(self) -> list[Trial]:
+        """Child runs with their hyperparameters and metrics."""
+        return self._backend.list_trials(self.name)
+
+    @property
+    def best_trial(self) -> Trial | None:
+        """The trial named by the ``automl_best_child_run_id`` tag, if the sweep set it."""
+        return self._backend.best_trial(self.name)
+
+    def download_model(self, directory: str | os.PathLike[str]) -> Path:
+        """Download the best trial's MLflow model and class labels into ``directory``."""
+        return self._backend.download_model(self.name, Path(directory))
+
+
+class RegisteredModel:
+    """A registered model version."""
+
+    def __init__(self, backend: Backend, info: ModelInfo) -> None:
+        self._backend = backend
+        self._info = info
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model record."""
+        return self._info
+
+    @property
+    def name(self) -> str:
+        """Model name."""
+        return self._info.name
+
+    @property
+    def version(self) -> str:
+        """Model version."""
+        return self._info.version
+
+    @property
+    def uri(self) -> str:
+        """Where the model lives (``azureml:name:version`` or a local path)."""
+        return self._info.uri
+
+    @property
+    def reference(self) -> str:
+        """``name:version``."""
+        return f"{self.name}:{self.version}"
+
+    def __repr__(self) -> str:
+        return f"RegisteredModel(name={self.name!r}, version={self.version!r})"
+
+    def refresh(self) -> RegisteredModel:
+        """Fetch the record again; returns ``self``."""
+        self._info = self._backend.get_model(self.name, self.version)
+        return self
+
+
+class Endpoint:
+    """A live handle on an online endpoint."""
+
+    def __init__(self, backend: Backend, info: EndpointInfo) -> None:
+        self._backend = backend
+        self._info = info
+
+    @property
+    def info(self) -> EndpointInfo:
+        """The last known endpoint record."""
+        return self._info
+
+    @property
+    def name(self) -> str:
+        """Endpoint name."""
+        return self._info.name
+
+    @property
+    def scoring_uri(self) -> str | None:
+        """URL that ``predict`` posts to."""
+        return self._info.scoring_uri
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        """Percent of traffic per deployment."""
+        return dict(self._info.traffic)
+
+    @property
+    def state(self) -> str:
+        """Provisioning state (``Succeeded``, ``Creating`` ...; ``Running``/``Stopped`` locally)."""
+        return self._info.state
+
+    def __repr__(self) -> str:
+        return f"Endpoint(name={self.name!r}, state={self.state!r}, traffic={self.traffic!r})"
+
+    def refresh(self) -> Endpoint:
+        """Fetch the current state; returns ``self``."""
+        self._info = self._backend.get_endpoint(self.name)
+        return self
+
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        min_score: float | None = None,
+        deployment: str | None = None,
+        timeout: float = 120.0,
+    ) -> list[Prediction]:
+        """Score images and return one typed :class:`~detectkit.Prediction` per image.
+
+        The request body is built in memory (no temporary files) and sent with the endpoint key.
+
+        Args:
+            images: One image or a list: file paths, bytes, PIL images or numpy arrays.
+            min_score: Drop boxes scoring below this.
+            deployment: Route to this deployment (default: the endpoint's traffic rules).
+            timeout: Seconds to wait for the answer.
+        """
+        from detectkit.scoring import encode_request, image_sizes, parse_response
+
+        items = _as_list(images)
+        if not items:
+            raise InvalidInputError("images: expected at least one image, got an empty list")
+        body = encode_request(items)
+        answer = self._backend.invoke(self.name, body, deployment=deployment, timeout=timeout)
+        refs = [os.fspath(x) if isinstance(x, str | os.PathLike) else None for x in items]
+        preds = parse_response(answer, images=refs, sizes=image_sizes(items))
+        if min_score is not None:
+            preds = [p.filter(min_score=min_score) for p in preds]
+        return preds
+
+    def keys(self) -> EndpointKeys:
+        """The endpoint's auth keys (shown as ``**********``; ``.primary.get_secret_value()``)."""
+        return self._backend.endpoint_keys(self.name)
+
+    def logs(self, lines: int = 100, *, deployment: str | None = None) -> str:
+        """The last ``lines`` lines of the deployment's log."""
+        return self._backend.endpoint_logs(self.name, deployment=deployment, lines=lines)
+
+    def set_traffic(self, traffic: Mapping[str, int]) -> Endpoint:
+        """Route traffic, e.g. ``{"blue": 100}``; percentages must add up to 100."""
+        total = sum(traffic.values())
+        if any(v < 0 for v in traffic.values()) or total != 100:
+            raise InvalidInputError(
+                f"traffic: expected non-negative percentages adding up to 100, got {dict(traffic)}"
+            )
+        self._info = self._backend.set_traffic(self.name, dict(traffic))
+        return self
+
+    def delete(self) -> None:
+        """Delete the endpoint and its deployments (stop the server locally)."""
+        self._backend.delete_endpoint(self.name)
+
+
+def _as_list(images: Any) -> list[Any]:
+    if isinstance(images, str | bytes | bytearray | os.PathLike):
+        return [images]
+    if hasattr(images, "shape") or hasattr(images, "getexif"):  # numpy array / PIL image
+        return [images]
+    return list(images)

@@ -1,0 +1,764 @@
+"""Pictures: boxes drawn on images with labels that never cover each other, and plots.
+
+:func:`draw` returns a new Pillow image with the boxes of a prediction or a labeled record:
+one stable colour per class, a filled label with the class and score, text in black or white
+by the fill's luminance, and labels placed by a greedy placer (:func:`layout_labels`) so that
+no label covers another even in dense scenes. :func:`plot_comparison` colours ground truth
+versus prediction by outcome (true positive, false positive, missed). The ``plot_*`` functions
+return matplotlib ``Figure`` objects built without pyplot, so they work headless and leak no
+global state; in a notebook a returned figure displays itself.
+
+Pillow and matplotlib are imported inside the functions: ``import detectkit.viz`` loads
+neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from detectkit.boxes import box_iou_matrix
+from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
+from detectkit.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageFont
+
+__all__ = [
+    "FN_COLOUR",
+    "FP_COLOUR",
+    "PALETTE",
+    "TP_COLOUR",
+    "class_colour",
+    "draw",
+    "layout_labels",
+    "plot",
+    "plot_class_distribution",
+    "plot_comparison",
+    "plot_confusion_matrix",
+    "plot_grid",
+    "plot_pr_curves",
+    "text_colour",
+]
+
+RGB = tuple[int, int, int]
+Rect = tuple[float, float, float, float]
+FloatArray = npt.NDArray[np.float64]
+
+#: Box colours by class id: strong, distinct hues that read on light and dark photos.
+PALETTE: tuple[RGB, ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (0, 128, 128),
+    (170, 110, 40),
+    (255, 225, 25),
+    (128, 0, 0),
+    (128, 128, 0),
+    (0, 0, 128),
+    (250, 160, 190),
+    (120, 120, 120),
+)
+
+#: Outcome colours of :func:`plot_comparison`.
+TP_COLOUR: RGB = (30, 190, 60)
+FP_COLOUR: RGB = (235, 30, 30)
+FN_COLOUR: RGB = (255, 170, 0)
+_IGNORED_COLOUR: RGB = (150, 150, 150)
+
+
+# ============================================================================ colours
+def class_colour(label: str, class_id: int | None = None) -> RGB:
+    """The colour of a class: ``PALETTE[class_id]`` when the id is known, else from the name.
+
+    The name picks a palette entry by a BLAKE2 digest of its UTF-8 bytes (not Python's salted
+    ``hash()``), so a label has the same colour in every run, process and machine. Two names
+    can share a colour; pass the class list to :func:`draw` to give each class its own.
+
+    Args:
+        label: Class name.
+        class_id: Index of the class in its class list, when known.
+    """
+    if class_id is not None and class_id >= 0:
+        return PALETTE[class_id % len(PALETTE)]
+    digest = hashlib.blake2b(label.encode("utf-8"), digest_size=8).digest()
+    return PALETTE[int.from_bytes(digest, "big") % len(PALETTE)]
+
+
+def text_colour(fill: RGB) -> RGB:
+    """Black or white, whichever contrasts more with ``fill`` (WCAG relative luminance)."""
+
+    def channel(c: int) -> float:
+        s = c / 255.0
+        return s / 12.92 if s <= 0.03928 else ((s + 0.055) / 1.055) ** 2.4
+
+    lum = 0.2126 * channel(fill[0]) + 0.7152 * channel(fill[1]) + 0.0722 * channel(fill[2])
+    # contrast with black is (lum + 0.05) / 0.05, with white 1.05 / (lum + 0.05)
+    return (0, 0, 0) if (lum + 0.05) ** 2 > 0.0525 else (255, 255, 255)
+
+
+# ============================================================================ label layout
+class _Grid:
+    """A uniform grid of placed rectangles, so an overlap test looks at a few cells only."""
+
+    def __init__(self, cell: float) -> None:
+        self.cell = max(cell, 1.0)
+        self.cells: dict[tuple[int, int], list[Rect]] = {}
+
+    def _keys(self, r: Rect) -> Iterable[tuple[int, int]]:
+        c = self.cell
+        for i in range(math.floor(r[0] / c), math.floor(r[2] / c) + 1):
+            for j in range(math.floor(r[1] / c), math.floor(r[3] / c) + 1):
+                yield (i, j)
+
+    def free(self, r: Rect) -> bool:
+        for key in self._keys(r):
+            for o in self.cells.get(key, ()):
+                if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]:
+                    return False
+        return True
+
+    def add(self, r: Rect) -> None:
+        for key in self._keys(r):
+            self.cells.setdefault(key, []).append(r)
+
+
+def _candidates(
+    box: Rect, w: float, h: float, width: float, height: float, max_tries: int
+) -> Iterable[tuple[float, float]]:
+    """Top-left corners to try for a ``w`` x ``h`` label of ``box``, best first."""
+    x1, y1, x2, y2 = box
+    anchors = (
+        (x1, y1 - h),  # above the box, left-aligned (outside: covers nothing of the object)
+        (x1, y1),  # inside the top-left corner
+        (x1, y2),  # below the box
+        (x2 - w, y1 - h),  # above, right-aligned
+        (x2 - w, y2),  # below, right-aligned
+        (x1, y2 - h),  # inside the bottom-left corner
+        (x2 - w, y1),  # inside the top-right corner
+    )
+    yield from anchors
+    # then shift away from the first anchors in growing rings: rows of one label height,
+    # columns of a third of a label width, nearest first
+    base_x, base_y = x1, y1 - h
+    step_x = max(w / 3.0, h)
+    tries = 0
+    for ring in range(1, 10_000):
+        offsets = [
+            (dx, dy)
+            for dy in range(-ring, ring + 1)
+            for dx in range(-ring, ring + 1)
+            if max(abs(dx), abs(dy)) == ring
+        ]
+        offsets.sort(key=lambda o: (o[0] * step_x) ** 2 + (o[1] * h) ** 2)
+        inside = False
+        for dx, dy in offsets:
+            x, y = base_x + dx * step_x, base_y + dy * h
+            if -w < x < width and -h < y < height:
+                inside = True
+                yield (x, y)
+                tries += 1
+                if tries >= max_tries:
+                    return
+        if not inside:  # the ring has left the image on every side
+            return
+
+
+def layout_labels(
+    boxes: npt.ArrayLike,
+    sizes: npt.ArrayLike,
+    image_size: tuple[float, float],
+    *,
+    max_tries: int = 400,
+) -> list[Rect | None]:
+    """Place one label per box so that no two labels overlap.
+
+    A greedy placer, in the order given (pass the most important boxes first): for each box it
+    tries the label above the box, inside its top-left corner, below it, right-aligned, then
+    shifted away in growing rings of label-sized steps, and keeps the first position inside the
+    image that overlaps no label placed before. A spatial grid keeps each test to a few
+    neighbours, so 100 labels take milliseconds.
+
+    Args:
+        boxes: ``(n, 4)`` box corners ``x_min, y_min, x_max, y_max`` in pixels.
+        sizes: ``(n, 2)`` label ``width, height`` in pixels.
+        image_size: ``(width, height)`` of the image in pixels.
+        max_tries: Shifted positions tried per label before giving it up.
+
+    Returns:
+        One ``(x_min, y_min, x_max, y_max)`` rectangle per box, inside the image, no two
+        overlapping (touching edges allowed); ``None`` for a label that found no free place (the
+        image is full of labels) and is left out.
+
+    Example:
+        >>> layout_labels([[10, 40, 60, 90], [12, 42, 62, 92]], [[40, 12], [40, 12]], (200, 100))
+        [(10.0, 28.0, 50.0, 40.0), (12.0, 42.0, 52.0, 54.0)]
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    s = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    if b.shape[0] != s.shape[0]:
+        raise InvalidInputError(
+            f"layout_labels: expected one label size per box, got {b.shape[0]} boxes "
+            f"and {s.shape[0]} sizes"
+        )
+    width, height = float(image_size[0]), float(image_size[1])
+    if b.shape[0] == 0:
+        return []
+    grid = _Grid(2.0 * float(np.median(s[:, 1])) if s.size else 16.0)
+    placed: list[Rect | None] = []
+    for box, (w, h) in zip(b.tolist(), s.tolist(), strict=True):
+        spot: Rect | None = None
+        for x, y in _candidates(tuple(box), w, h, width, height, max_tries):  # type: ignore[arg-type]
+            # keep the label inside the image (a label wider than the image starts at 0)
+            x = min(max(x, 0.0), max(width - w, 0.0))
+            y = min(max(y, 0.0), max(height - h, 0.0))
+            rect = (x, y, x + w, y + h)
+            if grid.free(rect):
+                spot = rect
+                break
+        if spot is not None:
+            grid.add(spot)
+        placed.append(spot)
+    return placed
+
+
+# ============================================================================ targets
+@dataclass(frozen=True)
+class _Items:
+    """What to draw, whatever the target type: normalized boxes, labels, scores, colour ids."""
+
+    xyxy: FloatArray  # (n, 4) normalized
+    labels: list[str]
+    scores: FloatArray  # NaN where there is no score
+    class_ids: list[int | None]  # palette index when the class list is known
+    crowd: list[bool]
+
+
+def _items(target: Any, classes: Sequence[str] | None) -> _Items:
+    """Read a Prediction, Detections, ImageRecord or sequence of ObjectAnnotation."""
+    if isinstance(target, ImageRecord):
+        target = target.objects
+    dets = getattr(target, "detections", None)  # a Prediction
+    if dets is not None:
+        target = dets
+    if hasattr(target, "xyxy") and hasattr(target, "class_ids"):  # Detections (columnar)
+        xyxy = np.asarray(target.xyxy, dtype=np.float64).reshape(-1, 4)
+        ids = np.asarray(target.class_ids, dtype=np.int64).reshape(-1)
+        own = tuple(getattr(target, "classes", ()) or ())
+        labels = [own[i] if 0 <= i < len(own) else str(i) for i in ids.tolist()]
+        raw = getattr(target, "scores", None)
+        scores = (
+            np.full(len(labels), np.nan)
+            if raw is None
+            else np.asarray(raw, dtype=np.float64).reshape(-1)
+        )
+        if classes is not None:
+            order = {c: i for i, c in enumerate(classes)}
+            colour_ids: list[int | None] = [order.get(lbl) for lbl in labels]
+        else:
+            colour_ids = [int(i) if own else None for i in ids.tolist()]
+        return _Items(xyxy, labels, scores, colour_ids, [False] * len(labels))
+    if isinstance(target, Sequence) and all(isinstance(o, ObjectAnnotation) for o in target):
+        objects: Sequence[ObjectAnnotation] = target
+        xyxy = np.array([o.box.to_xyxy() for o in objects], dtype=np.float64).reshape(-1, 4)
+        labels = [o.label for o in objects]
+        scores = np.array([np.nan if o.score is None else o.score for o in objects])
+        order = {c: i for i, c in enumerate(classes or ())}
+        return _Items(
+            xyxy,
+            labels,
+            scores.astype(np.float64).reshape(-1),
+            [order.get(lbl) for lbl in labels],
+            [o.is_crowd for o in objects],
+        )
+    raise InvalidInputError(
+        f"target: expected a Prediction, Detections, ImageRecord or a sequence of "
+        f"ObjectAnnotation, got {type(target).__name__}"
+    )
+
+
+def _open(image: Any) -> PILImage.Image:
+    """A new RGB Pillow image, as displayed (EXIF orientation applied)."""
+    from PIL import Image, ImageOps
+
+    from detectkit.images import load_image
+
+    if isinstance(image, str | os.PathLike | bytes | bytearray):
+        return load_image(bytes(image) if isinstance(image, bytearray) else image).copy()
+    if isinstance(image, Image.Image):
+        out = ImageOps.exif_transpose(image) or image
+        return out.convert("RGB") if out.mode != "RGB" or out is image else out
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim == 2:
+            return Image.fromarray(arr).convert("RGB")
+        if arr.ndim == 3 and arr.shape[2] in (3, 4):
+            return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]))
+        raise InvalidInputError(
+            f"image: expected an array of shape (height, width), (height, width, 3) or "
+            f"(height, width, 4), got shape {arr.shape}"
+        )
+    raise InvalidInputError(
+        f"image: expected a path, bytes, a PIL image or a numpy array, got {type(image).__name__}"
+    )
+
+
+# ============================================================================ rendering
+@lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _auto_sizes(width: int, height: int) -> tuple[int, int]:
+    """Line width and font size that scale with the image (2 px and 17 px at 1024 x 768)."""
+    scale = math.sqrt(width * height)
+    return max(1, round(scale / 350.0)), max(11, round(scale * 0.019))
+
+
+@dataclass(frozen=True)
+class _Mark:
+    box: Rect  # pixels
+    colour: RGB
+    text: str | None
+    width: int
+
+
+def _render(
+    canvas: PILImage.Image, marks: Sequence[_Mark], font_size: int, *, line_width: int
+) -> None:
+    """Draw the boxes, then lay out and draw their labels, in place on ``canvas``."""
+    from PIL import ImageDraw
+
+    pen = ImageDraw.Draw(canvas)
+    width, height = canvas.size
+    for m in reversed(marks):  # the most confident box ends on top
+        x1, y1, x2, y2 = (round(v) for v in m.box)
+        if x2 - x1 >= 1 and y2 - y1 >= 1:  # the outline is drawn inside the box
+            pen.rectangle((x1, y1, x2 - 1, y2 - 1), outline=m.colour, width=m.width)
+    labelled = [m for m in marks if m.text]
+    if not labelled:
+        return
+    font = _font(font_size)
+    ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (font_size, 0)
+    pad = max(1, font_size // 6)
+    label_h = ascent + descent + 2 * pad
+    sizes = [(math.ceil(font.getlength(m.text or "")) + 2 * pad, label_h) for m in labelled]
+    rects = layout_labels([m.box for m in labelled], sizes, (width, height))
+    for m, rect in zip(labelled, rects, strict=True):
+        if rect is None:
+            continue
+        _leader(pen, m, rect, line_width)
+        lx, ly = round(rect[0]), round(rect[1])
+        pen.rectangle((lx, ly, round(rect[2]) - 1, round(rect[3]) - 1), fill=m.colour)
+        pen.text((lx + pad, ly + pad), m.text or "", font=font, fill=text_colour(m.colour))
+
+
+def _leader(pen: ImageDraw.ImageDraw, m: _Mark, rect: Rect, line_width: int) -> None:
+    """A thin line from a label that was pushed away from its box back to the box."""
+    x1, y1, x2, y2 = m.box
+    cx, cy = (rect[0] + rect[2]) / 2.0, (rect[1] + rect[3]) / 2.0
+    bx, by = min(max(cx, x1), x2), min(max(cy, y1), y2)  # nearest point of the box
+    lx, ly = min(max(bx, rect[0]), rect[2]), min(max(by, rect[1]), rect[3])
+    if math.hypot(bx - lx, by - ly) > 2.0 * line_width + 1.0:
+        pen.line((lx, ly, bx, by), fill=m.colour, width=max(1, line_width // 2))
+
+
+def _label_text(label: str, score: float, crowd: bool, show_scores: bool) -> str:
+    text = label + (" (crowd)" if crowd else "")
+    if show_scores and not math.isnan(score):
+        text += f" {score:.2f}"
+    return text
+
+
+def draw(
+    image: Any,
+    target: Any,
+    *,
+    min_score: float | None = None,
+    classes: Sequence[str] | None = None,
+    line_width: int | None = None,
+    font_size: int | None = None,
+    show_scores: bool = True,
+) -> PILImage.Image:
+    """Draw boxes and labels on a copy of ``image``.
+
+    Each class gets a stable colour, each box a filled label (class and score) whose text is
+    black or white by the fill's luminance, and labels are placed by :func:`layout_labels`, so
+    none covers another; a label pushed away from its box is joined to it by a thin line.
+    Labels of higher-scoring boxes are placed first and get the best spots.
+
+    Args:
+        image: Image file path, encoded bytes, a Pillow image or a numpy array (``uint8``
+            RGB, ``(height, width, 3)``; not OpenCV's BGR). Files and Pillow images are shown
+            as displayed: EXIF orientation is applied.
+        target: A ``Prediction``, ``Detections``, ``ImageRecord`` or a sequence of
+            ``ObjectAnnotation``. Boxes are normalized, so they are scaled to this image.
+        min_score: Hide boxes scoring below this; boxes without a score (ground truth) stay.
+        classes: Ordered class list (``dataset.classes``): colours are picked by index in it,
+            so a class has the same colour in ground truth and predictions. Without it,
+            ``Detections`` use their own class ids and labels a colour of their name.
+        line_width: Box outline width in pixels; default scales with the image (2 px at
+            1024 x 768).
+        font_size: Label font size in pixels; default scales with the image (17 px at
+            1024 x 768).
+        show_scores: Add the score to each label.
+
+    Returns:
+        A new RGB Pillow image of the same size; the input is never changed.
+
+    Example:
+        >>> from detectkit import Box, ObjectAnnotation
+        >>> import numpy as np
+        >>> card = ObjectAnnotation(label="ace", box=Box(top_x=0.2, top_y=0.2, bottom_x=0.6, bottom_y=0.9))
+        >>> draw(np.zeros((120, 160, 3), np.uint8), [card]).size
+        (160, 120)
+    """
+    canvas = _open(image)
+    items = _items(target, classes)
+    width, height = canvas.size
+    auto_line, auto_font = _auto_sizes(width, height)
+    lw = auto_line if line_width is None else max(1, int(line_width))
+    fs = auto_font if font_size is None else max(1, int(font_size))
+    keep = np.ones(len(items.labels), dtype=bool)
+    if min_score is not None:
+        keep = ~(items.scores < min_score)  # NaN (no score) compares False: kept
+    order = [
+        i for i in np.argsort(-np.nan_to_num(items.scores, nan=np.inf), kind="stable") if keep[i]
+    ]
+    px = items.xyxy * np.array([width, height, width, height], dtype=np.float64)
+    marks = [
+        _Mark(
+            box=tuple(px[i].tolist()),  # type: ignore[arg-type]
+            colour=class_colour(items.labels[i], items.class_ids[i]),
+            text=_label_text(items.labels[i], float(items.scores[i]), items.crowd[i], show_scores),
+            width=max(1, lw // 2) if items.crowd[i] else lw,
+        )
+        for i in order
+    ]
+    _render(canvas, marks, fs, line_width=lw)
+    return canvas
+
+
+# ============================================================================ comparison
+@dataclass(frozen=True)
+class _Outcome:
+    """How each detection and ground-truth object of one image came out."""
+
+    det_tp: npt.NDArray[np.bool_]
+    det_ignored: npt.NDArray[np.bool_]
+    det_gt: npt.NDArray[np.int64]  # matched ground-truth index, -1 for none
+
+
+def _greedy_match(gt: _Items, det: _Items, iou: float) -> _Outcome:
+    """COCO-style greedy matching: by descending score, each detection takes the unmatched
+    ground-truth object of its class with the highest IoU >= ``iou``; a detection matching
+    only a crowd region is ignored (neither true nor false positive)."""
+    n = len(det.labels)
+    det_tp = np.zeros(n, dtype=bool)
+    det_ignored = np.zeros(n, dtype=bool)
+    det_gt = np.full(n, -1, dtype=np.int64)
+    ious = box_iou_matrix(det.xyxy, gt.xyxy)  # IoU is unchanged by scaling x and y
+    taken = np.zeros(len(gt.labels), dtype=bool)
+    gt_labels = np.array(gt.labels, dtype=object)
+    crowd = np.array(gt.crowd, dtype=bool)
+    for d in np.argsort(-np.nan_to_num(det.scores, nan=0.0), kind="stable").tolist():
+        same = gt_labels == det.labels[d] if len(gt.labels) else np.zeros(0, dtype=bool)
+        ok = same & ~crowd & ~taken & (ious[d] >= iou)
+        if ok.any():
+            g = int(np.argmax(np.where(ok, ious[d], -1.0)))
+            det_tp[d], det_gt[d], taken[g] = True, g, True
+        elif (same & crowd & (ious[d] >= iou)).any():
+            det_ignored[d] = True
+    return _Outcome(det_tp, det_ignored, det_gt)
+
+
+def _outcome_from(matches: Any, gt: _Items, det: _Items) -> _Outcome:
+    """Read an evaluation's per-image matches (``det_tp``, ``det_gt``, ``det_ignored``)."""
+    n = len(det.labels)
+    det_tp = np.asarray(matches.det_tp, dtype=bool).reshape(-1)
+    if det_tp.shape[0] != n:
+        raise InvalidInputError(
+            f"matches: expected det_tp aligned with the prediction's {n} detections, got "
+            f"{det_tp.shape[0]}; pass the matches of this image (report.matches[image])"
+        )
+    raw_gt = getattr(matches, "det_gt", None)
+    det_gt = (
+        np.full(n, -1, dtype=np.int64)
+        if raw_gt is None
+        else np.asarray(raw_gt, dtype=np.int64).reshape(-1)
+    )
+    raw_ignored = getattr(matches, "det_ignored", None)
+    det_ignored = (
+        np.zeros(n, dtype=bool)
+        if raw_ignored is None
+        else np.asarray(raw_ignored, dtype=bool).reshape(-1)
+    )
+    if raw_gt is None:  # without the pairing, fall back to ours for the ground-truth side
+        det_gt = _greedy_match(gt, det, 0.5).det_gt
+        det_gt[~det_tp] = -1
+    return _Outcome(det_tp, det_ignored, det_gt)
+
+
+def plot_comparison(
+    image: Any,
+    record: Any,
+    prediction: Any,
+    matches: Any = None,
+    *,
+    iou: float = 0.5,
+    min_score: float | None = 0.5,
+    line_width: int | None = None,
+    font_size: int | None = None,
+) -> PILImage.Image:
+    """Ground truth versus prediction on one image, coloured by outcome.
+
+    Green: a true positive (``TP``, the detection; its ground-truth box drawn thin), red: a
+    false positive (``FP``), orange: a missed object (``FN``), grey: a detection matching only
+    a crowd region (ignored). Detections scoring below ``min_score`` are hidden, and a ground
+    truth object counts as found only when a shown detection matched it, so the picture is what
+    the model gives at that threshold.
+
+    Args:
+        image: As for :func:`draw`.
+        record: The ground truth: an ``ImageRecord`` or a sequence of ``ObjectAnnotation``.
+        prediction: A ``Prediction`` or ``Detections`` for the same image.
+        matches: The evaluation's matches for this image (``det_tp``, ``det_gt`` and
+            ``det_ignored`` aligned with the prediction's detections), so the picture shows
+            exactly what the evaluation counted; ``None`` matches here, greedily by score,
+            class by class, at IoU ``iou``.
+        iou: IoU threshold of the own matching.
+        min_score: Hide detections scoring below this (``None`` shows all).
+        line_width: As for :func:`draw`.
+        font_size: As for :func:`draw`.
+
+    Returns:
+        A new RGB Pillow image.
+    """
+    canvas = _open(image)
+    gt = _items(record, None)
+    det = _items(prediction, None)
+    outcome = _greedy_match(gt, det, iou) if matches is None else _outcome_from(matches, gt, det)
+    width, height = canvas.size
+    auto_line, auto_font = _auto_sizes(width, height)
+    lw = auto_line if line_width is None else max(1, int(line_width))
+    fs = auto_font if font_size is None else max(1, int(font_size))
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    gt_px, det_px = gt.xyxy * scale, det.xyxy * scale
+    shown = np.ones(len(det.labels), dtype=bool)
+    if min_score is not None:
+        shown = ~(det.scores < min_score)
+    found = {int(g) for g in outcome.det_gt[shown & outcome.det_tp].tolist() if g >= 0}
+    thin = max(1, lw // 2)
+    marks: list[_Mark] = []
+    for d in np.argsort(-np.nan_to_num(det.scores, nan=0.0), kind="stable").tolist():
+        if not shown[d]:
+            continue
+        score = float(det.scores[d])
+        text = det.labels[d] + ("" if math.isnan(score) else f" {score:.2f}")
+        if outcome.det_tp[d]:
+            marks.append(_Mark(_rect(det_px[d]), TP_COLOUR, f"TP {text}", lw))
+        elif outcome.det_ignored[d]:
+            marks.append(_Mark(_rect(det_px[d]), _IGNORED_COLOUR, f"ignored {text}", thin))
+        else:
+            marks.append(_Mark(_rect(det_px[d]), FP_COLOUR, f"FP {text}", lw))
+    for g, label in enumerate(gt.labels):
+        if gt.crowd[g]:
+            marks.append(_Mark(_rect(gt_px[g]), _IGNORED_COLOUR, None, thin))
+        elif g in found:
+            marks.append(_Mark(_rect(gt_px[g]), TP_COLOUR, None, thin))
+        else:
+            marks.append(_Mark(_rect(gt_px[g]), FN_COLOUR, f"FN {label}", lw))
+    _render(canvas, marks, fs, line_width=lw)
+    return canvas
+
+
+def _rect(row: FloatArray) -> Rect:
+    x1, y1, x2, y2 = row.tolist()
+    return (x1, y1, x2, y2)
+
+
+# ============================================================================ matplotlib
+def _figure(width_in: float, height_in: float) -> Figure:
+    """A matplotlib figure made without pyplot: no global state, headless (Agg) when saved."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - matplotlib is a core dependency
+        from detectkit.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "matplotlib is not installed; it is needed for plots. Install it with: "
+            "pip install matplotlib"
+        ) from exc
+    return Figure(figsize=(width_in, height_in), layout="constrained")
+
+
+@overload
+def plot(
+    image: Any,
+    target: Any,
+    *,
+    ax: None = None,
+    min_score: float | None = None,
+    classes: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure: ...
+@overload
+def plot(
+    image: Any,
+    target: Any,
+    *,
+    ax: Axes,
+    min_score: float | None = None,
+    classes: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Axes: ...
+def plot(
+    image: Any,
+    target: Any,
+    *,
+    ax: Axes | None = None,
+    min_score: float | None = None,
+    classes: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure | Axes:
+    """:func:`draw` shown in matplotlib: a new ``Figure``, or drawn into ``ax``.
+
+    Args:
+        image: As for :func:`draw`.
+        target: As for :func:`draw`.
+        ax: Axes to draw into; the axes are returned. ``None`` makes a new figure.
+        min_score: As for :func:`draw`.
+        classes: As for :func:`draw`.
+        title: Axes title.
+
+    Returns:
+        The new ``Figure``, or ``ax`` when given.
+    """
+    picture = draw(image, target, min_score=min_score, classes=classes)
+    fig = None
+    if ax is None:
+        w, h = picture.size
+        fig = _figure(8.0, 8.0 * h / max(w, 1))
+        ax = fig.add_subplot()
+    _show(ax, picture, title)
+    return fig if fig is not None else ax
+
+
+def _show(ax: Axes, picture: PILImage.Image, title: str | None) -> None:
+    ax.imshow(np.asarray(picture))
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_grid(
+    images_and_targets: LabeledDataset | Iterable[ImageRecord | tuple[Any, Any]],
+    *,
+    cols: int = 4,
+    min_score: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> Figure:
+    """Several images with their boxes in one figure, ``cols`` per row.
+
+    Args:
+        images_and_targets: ``(image, target)`` pairs (as for :func:`draw`), ``ImageRecord``
+            objects (drawn on their own image file), or a ``LabeledDataset`` (a slice of one:
+            ``dataset[:8]``).
+        cols: Images per row.
+        min_score: As for :func:`draw`.
+        classes: As for :func:`draw`; a data set's own classes by default.
+
+    Returns:
+        A ``Figure`` with one axes per image.
+    """
+    if isinstance(images_and_targets, LabeledDataset) and classes is None:
+        classes = images_and_targets.classes
+    pairs: list[tuple[Any, Any, str]] = []
+    for i, item in enumerate(images_and_targets):
+        if isinstance(item, ImageRecord):
+            pairs.append((item.image, item, item.name))
+        elif isinstance(item, tuple) and len(item) == 2:
+            name = item[0] if isinstance(item[0], str) else f"#{i}"
+            pairs.append((item[0], item[1], os.path.basename(str(name))))
+        else:
+            raise InvalidInputError(
+                f"images_and_targets[{i}]: expected an (image, target) pair or an ImageRecord, "
+                f"got {type(item).__name__}"
+            )
+    if not pairs:
+        raise InvalidInputError("images_and_targets: expected at least one image, got none")
+    if cols < 1:
+        raise InvalidInputError(f"cols: expected >= 1, got {cols}")
+    cols = min(cols, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig = _figure(3.2 * cols, 2.6 * rows)
+    for i, (image, target, name) in enumerate(pairs):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        _show(ax, draw(image, target, min_score=min_score, classes=classes), name)
+    return fig
+
+
+def plot_class_distribution(dataset: LabeledDataset, *, title: str | None = None) -> Figure:
+    """Boxes and images per class, as horizontal bars with their counts.
+
+    Classes are sorted by box count, largest first, so an imbalance shows at a glance;
+    a class of the class list with no box shows as an empty row.
+
+    Args:
+        dataset: The data set.
+        title: Figure title; default names the image and box totals.
+
+    Returns:
+        A ``Figure`` with one axes holding two bars per class (boxes, images).
+    """
+    summary = dataset.summary()
+    names = sorted(
+        summary.classes,
+        key=lambda c: (-summary.boxes_per_class.get(c, 0), summary.classes.index(c)),
+    )
+    boxes = [summary.boxes_per_class.get(c, 0) for c in names]
+    images = [summary.images_per_class.get(c, 0) for c in names]
+    n = len(names)
+    fig = _figure(7.0, max(2.2, 0.8 + 0.42 * n))
+    ax = fig.add_subplot()
+    y = np.arange(n, dtype=np.float64)
+    bar_h = 0.4
+    box_bars = ax.barh(y - bar_h / 2, boxes, height=bar_h, color="#3a78c2", label="boxes")
+    image_bars = ax.barh(y + bar_h / 2, images, height=bar_h, color="#f0a030", label="images")
+    ax.bar_label(box_bars, padding=2, fontsize=8)
+    ax.bar_label(image_bars, padding=2, fontsize=8)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()  # largest class on top
+    ax.set_xlabel("count")
+    ax.margins(x=0.12)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(
+        title or f"Class distribution: {summary.images} images, {summary.boxes} boxes, {n} classes",
+        fontsize=10,
+    )
+    return fig
