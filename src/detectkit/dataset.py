@@ -456,18 +456,21 @@ class LabeledDataset:
 
         return plot_class_distribution(self, title=title)
 
-    def validate(self, *, check_images: bool = True) -> ValidationReport:
+    def validate(self, *, check_images: bool = True, progress: bool = False) -> ValidationReport:
         """Check the data set and return every problem found.
 
         Checks: labels missing from :attr:`classes`, zero-area boxes, duplicate images and,
         with ``check_images``, that local image files exist, are readable and have the stored
         size (a stored size that is the un-rotated size of an EXIF-rotated photo is reported as
-        ``exif_swapped``).
+        ``exif_swapped``). ``progress`` draws a progress bar on a terminal.
         """
+        from detectkit.progress import track
+
         col = ProblemCollector("collect")
         known = set(self._classes)
         seen: dict[str, int] = {}
-        for i, r in enumerate(self._records):
+        records = track(self._records, description="validating", enabled=None if progress else False)
+        for i, r in enumerate(records):
             loc = f"record {i} ({r.name})"
             if r.image in seen:
                 col.add(

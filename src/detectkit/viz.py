@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ import numpy.typing as npt
 from detectkit.boxes import box_iou_matrix
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError
+from detectkit.prediction import Detections, Prediction
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -55,6 +56,10 @@ __all__ = [
 RGB = tuple[int, int, int]
 Rect = tuple[float, float, float, float]
 FloatArray = npt.NDArray[np.float64]
+#: What :func:`draw` draws: a prediction, its detections, or ground truth.
+Target = Prediction | Detections | ImageRecord | Sequence[ObjectAnnotation]
+#: An image: a file path, encoded bytes, a Pillow image or an RGB ``uint8`` numpy array.
+ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | PILImage.Image | npt.NDArray[Any]"
 
 #: Box colours by class id: strong, distinct hues that read on light and dark photos.
 PALETTE: tuple[RGB, ...] = (
@@ -117,26 +122,25 @@ def text_colour(fill: RGB) -> RGB:
 class _Grid:
     """A uniform grid of placed rectangles, so an overlap test looks at a few cells only."""
 
-    def __init__(self, cell: float) -> None:
-        self.cell = max(cell, 1.0)
+    def __init__(self, cell_w: float, cell_h: float) -> None:
+        self.cw = max(cell_w, 1.0)
+        self.ch = max(cell_h, 1.0)
         self.cells: dict[tuple[int, int], list[Rect]] = {}
 
-    def _keys(self, r: Rect) -> Iterable[tuple[int, int]]:
-        c = self.cell
-        for i in range(math.floor(r[0] / c), math.floor(r[2] / c) + 1):
-            for j in range(math.floor(r[1] / c), math.floor(r[3] / c) + 1):
-                yield (i, j)
-
     def free(self, r: Rect) -> bool:
-        for key in self._keys(r):
-            for o in self.cells.get(key, ()):
-                if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]:
-                    return False
+        x1, y1, x2, y2 = r
+        cells = self.cells
+        for i in range(int(x1 // self.cw), int(x2 // self.cw) + 1):
+            for j in range(int(y1 // self.ch), int(y2 // self.ch) + 1):
+                for o in cells.get((i, j), ()):
+                    if x1 < o[2] and o[0] < x2 and y1 < o[3] and o[1] < y2:
+                        return False
         return True
 
     def add(self, r: Rect) -> None:
-        for key in self._keys(r):
-            self.cells.setdefault(key, []).append(r)
+        for i in range(int(r[0] // self.cw), int(r[2] // self.cw) + 1):
+            for j in range(int(r[1] // self.ch), int(r[3] // self.ch) + 1):
+                self.cells.setdefault((i, j), []).append(r)
 
 
 def _candidates(
@@ -220,11 +224,11 @@ def layout_labels(
     width, height = float(image_size[0]), float(image_size[1])
     if b.shape[0] == 0:
         return []
-    grid = _Grid(2.0 * float(np.median(s[:, 1])) if s.size else 16.0)
+    grid = _Grid(float(np.median(s[:, 0])), 2.0 * float(np.median(s[:, 1])))
     placed: list[Rect | None] = []
-    for box, (w, h) in zip(b.tolist(), s.tolist(), strict=True):
+    for box, (w, h) in zip(b, s.tolist(), strict=True):
         spot: Rect | None = None
-        for x, y in _candidates(tuple(box), w, h, width, height, max_tries):  # type: ignore[arg-type]
+        for x, y in _candidates(_rect(box), w, h, width, height, max_tries):
             # keep the label inside the image (a label wider than the image starts at 0)
             x = min(max(x, 0.0), max(width - w, 0.0))
             y = min(max(y, 0.0), max(height - h, 0.0))
@@ -250,29 +254,23 @@ class _Items:
     crowd: list[bool]
 
 
-def _items(target: Any, classes: Sequence[str] | None) -> _Items:
+def _items(target: Target, classes: Sequence[str] | None) -> _Items:
     """Read a Prediction, Detections, ImageRecord or sequence of ObjectAnnotation."""
     if isinstance(target, ImageRecord):
         target = target.objects
-    dets = getattr(target, "detections", None)  # a Prediction
-    if dets is not None:
-        target = dets
-    if hasattr(target, "xyxy") and hasattr(target, "class_ids"):  # Detections (columnar)
+    if isinstance(target, Prediction):
+        target = target.detections
+    if isinstance(target, Detections):
         xyxy = np.asarray(target.xyxy, dtype=np.float64).reshape(-1, 4)
-        ids = np.asarray(target.class_ids, dtype=np.int64).reshape(-1)
-        own = tuple(getattr(target, "classes", ()) or ())
-        labels = [own[i] if 0 <= i < len(own) else str(i) for i in ids.tolist()]
-        raw = getattr(target, "scores", None)
-        scores = (
-            np.full(len(labels), np.nan)
-            if raw is None
-            else np.asarray(raw, dtype=np.float64).reshape(-1)
-        )
+        ids = target.class_ids.tolist()
+        own = target.classes
+        labels = [own[i] for i in ids]
+        scores = np.asarray(target.scores, dtype=np.float64).reshape(-1)
         if classes is not None:
             order = {c: i for i, c in enumerate(classes)}
             colour_ids: list[int | None] = [order.get(lbl) for lbl in labels]
         else:
-            colour_ids = [int(i) if own else None for i in ids.tolist()]
+            colour_ids = list(ids)
         return _Items(xyxy, labels, scores, colour_ids, [False] * len(labels))
     if isinstance(target, Sequence) and all(isinstance(o, ObjectAnnotation) for o in target):
         objects: Sequence[ObjectAnnotation] = target
@@ -293,7 +291,7 @@ def _items(target: Any, classes: Sequence[str] | None) -> _Items:
     )
 
 
-def _open(image: Any) -> PILImage.Image:
+def _open(image: ImageInput) -> PILImage.Image:
     """A new RGB Pillow image, as displayed (EXIF orientation applied)."""
     from PIL import Image, ImageOps
 
@@ -339,9 +337,10 @@ def _auto_sizes(width: int, height: int) -> tuple[int, int]:
     return max(1, round(scale / 350.0)), max(11, round(scale * 0.019))
 
 
-@dataclass(frozen=True)
-class _Mark:
-    box: Rect  # pixels
+class _Mark(NamedTuple):
+    """One box to draw: pixel corners, colour, label text (``None``: no label), line width."""
+
+    box: Rect
     colour: RGB
     text: str | None
     width: int
@@ -362,19 +361,58 @@ def _render(
     labelled = [m for m in marks if m.text]
     if not labelled:
         return
-    font = _font(font_size)
-    ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (font_size, 0)
+    ascent, descent = _metrics(font_size)
     pad = max(1, font_size // 6)
+    space = _word(" ", font_size)[1]
     label_h = ascent + descent + 2 * pad
-    sizes = [(math.ceil(font.getlength(m.text or "")) + 2 * pad, label_h) for m in labelled]
+    words = [(m.text or "").split(" ") for m in labelled]
+    sizes = [
+        (sum(_word(w, font_size)[1] for w in ws) + space * (len(ws) - 1) + 2 * pad, label_h)
+        for ws in words
+    ]
     rects = layout_labels([m.box for m in labelled], sizes, (width, height))
-    for m, rect in zip(labelled, rects, strict=True):
+    for m, ws, rect in zip(labelled, words, rects, strict=True):
         if rect is None:
             continue
         _leader(pen, m, rect, line_width)
         lx, ly = round(rect[0]), round(rect[1])
         pen.rectangle((lx, ly, round(rect[2]) - 1, round(rect[3]) - 1), fill=m.colour)
-        pen.text((lx + pad, ly + pad), m.text or "", font=font, fill=text_colour(m.colour))
+        ink = text_colour(m.colour)
+        x = lx + pad
+        for w in ws:  # each word is rendered once per size and reused as a mask
+            mask, advance = _word(w, font_size)
+            if mask is not None:
+                pen.bitmap((x, ly + pad), mask, fill=ink)
+            x += advance + space
+
+
+def _metrics(size: int) -> tuple[int, int]:
+    """Ascent and descent of the label font."""
+    font = _font(size)
+    if hasattr(font, "getmetrics"):
+        ascent, descent = font.getmetrics()
+        return int(ascent), int(descent)
+    return size, 0  # Pillow's bitmap font, where FreeType is missing
+
+
+@lru_cache(maxsize=4096)
+def _word(text: str, size: int) -> tuple[PILImage.Image | None, int]:
+    """One word of label text rendered once as a mask, and its advance in pixels.
+
+    Labels repeat the same class names and score strings image after image, so drawing a
+    label pastes cached masks instead of asking FreeType to render each glyph again.
+    """
+    from PIL import Image, ImageDraw
+
+    font = _font(size)
+    advance = math.ceil(font.getlength(text))
+    right = math.ceil(font.getbbox(text)[2]) if text.strip() else 0
+    if max(advance, right) <= 0 or not text.strip():
+        return None, advance
+    ascent, descent = _metrics(size)
+    mask = Image.new("L", (max(advance, right), ascent + descent))
+    ImageDraw.Draw(mask).text((0, 0), text, font=font, fill=255)
+    return mask, advance
 
 
 def _leader(pen: ImageDraw.ImageDraw, m: _Mark, rect: Rect, line_width: int) -> None:
@@ -395,8 +433,8 @@ def _label_text(label: str, score: float, crowd: bool, show_scores: bool) -> str
 
 
 def draw(
-    image: Any,
-    target: Any,
+    image: ImageInput,
+    target: Target,
     *,
     min_score: float | None = None,
     classes: Sequence[str] | None = None,
@@ -452,7 +490,7 @@ def draw(
     px = items.xyxy * np.array([width, height, width, height], dtype=np.float64)
     marks = [
         _Mark(
-            box=tuple(px[i].tolist()),  # type: ignore[arg-type]
+            box=_rect(px[i]),
             colour=class_colour(items.labels[i], items.class_ids[i]),
             text=_label_text(items.labels[i], float(items.scores[i]), items.crowd[i], show_scores),
             width=max(1, lw // 2) if items.crowd[i] else lw,
@@ -524,9 +562,9 @@ def _outcome_from(matches: Any, gt: _Items, det: _Items) -> _Outcome:
 
 
 def plot_comparison(
-    image: Any,
-    record: Any,
-    prediction: Any,
+    image: ImageInput,
+    record: ImageRecord | Sequence[ObjectAnnotation],
+    prediction: Prediction | Detections,
     matches: Any = None,
     *,
     iou: float = 0.5,
@@ -618,8 +656,8 @@ def _figure(width_in: float, height_in: float) -> Figure:
 
 @overload
 def plot(
-    image: Any,
-    target: Any,
+    image: ImageInput,
+    target: Target,
     *,
     ax: None = None,
     min_score: float | None = None,
@@ -628,8 +666,8 @@ def plot(
 ) -> Figure: ...
 @overload
 def plot(
-    image: Any,
-    target: Any,
+    image: ImageInput,
+    target: Target,
     *,
     ax: Axes,
     min_score: float | None = None,
@@ -637,8 +675,8 @@ def plot(
     title: str | None = None,
 ) -> Axes: ...
 def plot(
-    image: Any,
-    target: Any,
+    image: ImageInput,
+    target: Target,
     *,
     ax: Axes | None = None,
     min_score: float | None = None,

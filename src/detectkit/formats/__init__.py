@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal, overload
@@ -14,7 +13,7 @@ from detectkit.dataset import Format, LabeledDataset
 from detectkit.errors import InvalidInputError, NotFoundError
 from detectkit.validation import ErrorMode, ValidationReport
 
-__all__ = ["FORMATS", "detect_format", "read_dataset", "write_dataset"]
+__all__ = ["FORMATS", "copy_images_into", "detect_format", "read_dataset", "write_dataset"]
 
 FORMATS: tuple[Format, ...] = ("azureml", "coco", "voc", "yolo")
 
@@ -138,11 +137,25 @@ def write_dataset(
     format: Format,
     *,
     image_base_url: str | None = None,
+    copy_images: bool = False,
 ) -> Path:
     """Write ``dataset`` in ``format``; returns the main file or folder written.
 
-    ``image_base_url`` (``azureml`` and ``coco``) rewrites image references under that URL.
+    Args:
+        dataset: The data set.
+        path: Output file or folder (see each format).
+        format: ``azureml``, ``coco``, ``voc`` or ``yolo``.
+        image_base_url: (``azureml`` and ``coco``) rewrite image references under this URL.
+        copy_images: Copy (hard-link when possible) local images that are not already inside
+            the output folder into ``<output folder>/images/``, so the output is a
+            self-contained data set whose image references are relative. Without it, such
+            images are referenced by absolute path, and reading the output back needs
+            ``images_root=`` (readers refuse paths that leave the data set folder).
     """
+    if copy_images and image_base_url is None:
+        out = Path(path)
+        folder = out.parent if out.suffix.lower() in (".json", ".jsonl") else out
+        dataset = copy_images_into(dataset, folder)
     if format == "azureml":
         return dataset.to_azureml(path, image_base_url=image_base_url)
     if format == "coco":
@@ -158,9 +171,46 @@ def write_dataset(
     raise InvalidInputError(f"format: expected one of {list(FORMATS)}, got {format!r}")
 
 
-def _is_json(path: Path) -> bool:  # pragma: no cover - small helper kept for readers
-    try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return True
+def copy_images_into(dataset: LabeledDataset, folder: str | os.PathLike[str]) -> LabeledDataset:
+    """A copy of ``dataset`` whose local images live inside ``folder``.
+
+    Images already inside ``folder`` stay where they are; others are hard-linked (copied when
+    linking is not possible) to ``folder/images/<path relative to the data set root>`` (or
+    ``folder/images/<file name>`` when not under the root; clashing names get a numeric
+    suffix). Remote images (URLs) are left as they are. The input is not changed.
+    """
+    import shutil
+
+    from detectkit.images import is_remote
+
+    target = Path(folder).resolve()
+    root = dataset.root.resolve() if dataset.root is not None else None
+    used: set[Path] = set()
+    records = []
+    for record in dataset:
+        if is_remote(record.image):
+            records.append(record)
+            continue
+        src = Path(record.image).resolve()
+        if target == src.parent or target in src.parents:
+            records.append(record)
+            continue
+        rel = Path(src.name)
+        if root is not None and root in src.parents:
+            rel = src.relative_to(root)
+            if rel.parts and rel.parts[0] == "images":
+                rel = Path(*rel.parts[1:])
+        dest = target / "images" / rel
+        stem, n = dest.with_suffix(""), 1
+        while dest in used:
+            dest = stem.with_name(f"{stem.name}_{n}").with_suffix(src.suffix)
+            n += 1
+        used.add(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists():
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copy2(src, dest)
+        records.append(record.model_copy(update={"image": str(dest)}))
+    return LabeledDataset(records, dataset.classes, root=target)

@@ -77,7 +77,10 @@ def make_box(
         )
         return None
     x1, y1, x2, y2 = vals
-    for lo, hi, lo_name, hi_name in ((x1, x2, fields[0], fields[2]), (y1, y2, fields[1], fields[3])):
+    for lo, hi, lo_name, hi_name in (
+        (x1, x2, fields[0], fields[2]),
+        (y1, y2, fields[1], fields[3]),
+    ):
         if hi < lo:
             col.add(
                 ProblemKind.INVERTED_BOX,
@@ -202,8 +205,9 @@ class RefWriter:
         if is_remote(image):
             return image if self._base is None else self._base + record.name
         resolved = self._real(image)
-        inside = self._prefix is not None and resolved.startswith(self._prefix)
-        rel = resolved[len(self._prefix) :].replace(os.sep, "/") if inside and self._prefix else None
+        rel = None
+        if self._prefix is not None and resolved.startswith(self._prefix):
+            rel = resolved[len(self._prefix) :].replace(os.sep, "/")
         if self._base is not None:
             return self._base + (rel if rel is not None else record.name)
         return rel if rel is not None else resolved

@@ -1,0 +1,684 @@
+"""COCO object-detection JSON, including the Azure ML Data Labeling COCO export.
+
+A COCO file holds three lists: ``images`` (``id``, ``file_name``, ``width``, ``height``),
+``annotations`` (``id``, ``image_id``, ``category_id``, ``bbox`` as pixel
+``[x, y, width, height]``, ``iscrowd``) and ``categories`` (``id``, ``name``). The class order of
+a data set read from COCO is the categories sorted by id; :func:`write_coco` numbers categories,
+images and annotations from 1 in order, so every id is unique and none is 0.
+
+The Azure ML Data Labeling export differs in three ways that :func:`read_coco` handles: ``bbox``
+is **normalized** (fractions of the image), ``area`` is ``0.0``, and each image carries
+``coco_url: AmlDatastore://<datastore>/<path>`` (with ``width``/``height`` sometimes ``0.0``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from detectkit.boxes import Box
+from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
+from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.formats._common import RefResolver, RefWriter, make_box
+from detectkit.images import image_info, is_remote
+from detectkit.validation import (
+    ErrorMode,
+    ProblemCollector,
+    ProblemKind,
+    Severity,
+    ValidationReport,
+)
+
+__all__ = ["NORMALIZED_BBOX_MAX", "BboxUnits", "read_coco", "write_coco"]
+
+BboxUnits = Literal["auto", "pixels", "normalized"]
+
+#: With ``bbox_units="auto"``, a file whose every ``bbox`` number is at most this is read as
+#: normalized (the Data Labeling export); any larger number means pixels. Same threshold as the
+#: Azure ML sample converter, but decided once per file rather than per box.
+NORMALIZED_BBOX_MAX = 1.5
+
+_FIELDS = ("bbox x", "bbox y", "bbox x+width", "bbox y+height")
+_AML_DATASTORE = "amldatastore://"
+
+
+class _Image:
+    """An image being read: where it is, its size (0 when unknown), and its objects so far."""
+
+    __slots__ = ("height", "image", "name", "objects", "width")
+
+    def __init__(self, image: str, name: str, width: int, height: int) -> None:
+        self.image = image
+        self.name = name
+        self.width = width
+        self.height = height
+        self.objects: list[ObjectAnnotation] = []
+
+
+# ---------------------------------------------------------------------------- reading
+def read_coco(
+    path: str | os.PathLike[str],
+    *,
+    images_root: str | os.PathLike[str] | None = None,
+    errors: ErrorMode = "raise",
+    bbox_units: BboxUnits = "auto",
+) -> tuple[LabeledDataset, ValidationReport]:
+    """Read a COCO object-detection JSON file.
+
+    Args:
+        path: A ``.json`` file, or a folder holding ``annotations.json`` (or a single COCO
+            ``.json`` file).
+        images_root: Folder ``file_name`` values are relative to (default: the JSON file's
+            folder). A path escaping it is refused (``unsafe_path``); URLs are kept as they are.
+        errors: ``"raise"`` stops at the first error with
+            :class:`~detectkit.InvalidAnnotationError`; ``"collect"`` keeps every valid image
+            and box and lists every problem.
+        bbox_units: ``"pixels"`` (standard COCO), ``"normalized"`` (the Data Labeling export)
+            or ``"auto"``: normalized when every ``bbox`` number in the file is at most
+            :data:`NORMALIZED_BBOX_MAX` (1.5), pixels otherwise.
+
+    Returns:
+        The data set (classes: category names by ascending id) and the report.
+
+    Rules:
+        * Image sizes come from ``width``/``height``; only when one is missing or 0 is the
+          file read (EXIF-aware :func:`~detectkit.images.image_info`). An image with no size
+          and pixel boxes that cannot be read is dropped with an error.
+        * A Data Labeling image (``coco_url: AmlDatastore://<ds>/<path>``) whose ``file_name``
+          does not exist under ``images_root`` becomes
+          ``azureml://datastores/<ds>/paths/<path>``.
+        * ``iscrowd`` becomes ``is_crowd``; ``area`` and ``segmentation`` are not read.
+        * Ids may be numbers or strings. A duplicate image or category id is an error (the
+          later entry is dropped); a duplicate annotation id, or any id 0, is a warning (kept).
+        * An annotation naming an unknown image (``unreferenced``) or category
+          (``unknown_label``), or whose box is inverted or outside the image by more than
+          0.1 %, is dropped with an error; a box a hair outside is clipped with a warning.
+
+    Raises:
+        NotFoundError: ``path`` does not exist.
+        InvalidAnnotationError: ``errors="raise"`` and the file has an error.
+    """
+    file = _coco_file(Path(path))
+    col = ProblemCollector(errors, file=str(file))
+    base = Path(images_root) if images_root is not None else file.parent
+    empty = LabeledDataset([], root=base)
+    try:
+        with file.open("rb") as fh:
+            data = json.load(fh)
+    except ValueError as exc:
+        col.add(
+            ProblemKind.PARSE,
+            "file is not valid JSON",
+            location=f"line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else None,
+            expected="a COCO JSON object",
+            got=getattr(exc, "msg", str(exc)),
+        )
+        return empty, col.report()
+    if type(data) is not dict:
+        col.add(
+            ProblemKind.BAD_VALUE,
+            "file is not a COCO object",
+            expected='{"images": [...], "annotations": [...], "categories": [...]}',
+            got=type(data).__name__,
+        )
+        return empty, col.report()
+    if bbox_units not in ("auto", "pixels", "normalized"):
+        raise InvalidInputError(
+            f'bbox_units: expected "auto", "pixels" or "normalized", got {bbox_units!r}'
+        )
+    raw_images = _list(data, "images", col, required=True)
+    raw_anns = _list(data, "annotations", col, required=False)
+    classes, names = _read_categories(_list(data, "categories", col, required=True), col)
+    units = _detect_units(raw_anns) if bbox_units == "auto" else bbox_units
+    images, dropped = _read_images(raw_images, base, units, col)
+    _read_annotations(raw_anns, images, dropped, names, units, col)
+    construct = ImageRecord.model_construct
+    records = [
+        construct(
+            image=im.image,
+            width=im.width or None,
+            height=im.height or None,
+            format=None,
+            objects=tuple(im.objects),
+        )
+        for im in images.values()
+    ]
+    return LabeledDataset(records, classes, root=base), col.report()
+
+
+def _coco_file(p: Path) -> Path:
+    if not p.exists():
+        raise NotFoundError(f"{p}: no such file or folder")
+    if p.is_file():
+        return p
+    if (p / "annotations.json").is_file():
+        return p / "annotations.json"
+    found = []
+    for candidate in sorted(p.glob("*.json")):
+        with candidate.open("rb") as fh:
+            head = fh.read(1 << 16).decode("utf-8", "ignore")
+        if '"images"' in head or '"annotations"' in head or '"categories"' in head:
+            found.append(candidate)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFoundError(f"{p}: no annotations.json and no COCO .json file in this folder")
+    raise InvalidInputError(
+        f"{p}: several COCO .json files ({', '.join(f.name for f in found)}); pass one of them"
+    )
+
+
+def _list(data: dict[str, Any], key: str, col: ProblemCollector, *, required: bool) -> list[Any]:
+    value = data.get(key)
+    if type(value) is list:
+        return value
+    if value is None and not required:
+        col.add(
+            ProblemKind.MISSING_FIELD,
+            f"file has no {key} list; read as empty",
+            severity=Severity.WARNING,
+            field=key,
+            expected="a list",
+            got=None,
+        )
+        return []
+    col.add(
+        ProblemKind.MISSING_FIELD if value is None else ProblemKind.BAD_VALUE,
+        f"file has no usable {key} list",
+        field=key,
+        expected="a list",
+        got=value if value is None else type(value).__name__,
+        hint="is this a COCO object-detection file?",
+    )
+    return []
+
+
+def _is_id(value: object) -> bool:
+    return (type(value) is int) or (type(value) is str and value != "")
+
+
+def _id_warning(col: ProblemCollector, what: str, loc: str) -> None:
+    col.add(
+        ProblemKind.INVALID_ID,
+        f"{what} id 0 reads as 'no match' in pycocotools; kept",
+        severity=Severity.WARNING,
+        location=loc,
+        field="id",
+        expected="an id >= 1",
+        got=0,
+        hint="detectkit writes ids from 1; re-export with write_coco",
+    )
+
+
+def _read_categories(
+    raw: list[Any], col: ProblemCollector
+) -> tuple[list[str], dict[int | str, str]]:
+    names: dict[int | str, str] = {}
+    for i, cat in enumerate(raw):
+        loc = f"categories[{i}]"
+        cid = cat.get("id") if type(cat) is dict else None
+        name = cat.get("name") if type(cat) is dict else None
+        if not _is_id(cid) or type(name) is not str or not name:
+            bad_id = not _is_id(cid)
+            col.add(
+                ProblemKind.MISSING_FIELD
+                if (cid if bad_id else name) is None
+                else ProblemKind.BAD_VALUE,
+                "category is not usable; its annotations will be unknown labels",
+                location=loc,
+                field="id" if bad_id else "name",
+                expected="an integer or string id" if bad_id else "a non-empty name",
+                got=cat if type(cat) is not dict else (cid if bad_id else name),
+            )
+            continue
+        assert isinstance(cid, int | str)
+        if cid in names:
+            col.add(
+                ProblemKind.DUPLICATE_ID,
+                f"category id is used twice ({names[cid]!r} and {name!r}); the second was dropped",
+                location=loc,
+                field="id",
+                expected="unique category ids",
+                got=cid,
+            )
+            continue
+        if cid == 0:
+            _id_warning(col, "category", loc)
+        names[cid] = name
+    ordered = sorted(names, key=lambda k: (isinstance(k, str), k))
+    classes: list[str] = []
+    for cid in ordered:
+        name = names[cid]
+        if name in classes:
+            col.add(
+                ProblemKind.DUPLICATE_ID,
+                "two category ids share a name; their annotations form one class",
+                severity=Severity.WARNING,
+                location=f"category id {cid}",
+                field="name",
+                expected="one id per name",
+                got=name,
+            )
+        else:
+            classes.append(name)
+    return classes, names
+
+
+def _detect_units(raw_anns: list[Any]) -> Literal["pixels", "normalized"]:
+    try:
+        largest = max((max(a["bbox"]) for a in raw_anns), default=None)
+    except (TypeError, KeyError, ValueError):  # malformed entries: look only at usable ones
+        largest = None
+        for a in raw_anns:
+            bbox = a.get("bbox") if type(a) is dict else None
+            if type(bbox) is list and bbox and all(type(v) in (int, float) for v in bbox):
+                m = max(bbox)
+                largest = m if largest is None else max(largest, m)
+    if largest is None:
+        return "pixels"
+    return "normalized" if largest <= NORMALIZED_BBOX_MAX else "pixels"
+
+
+def _datastore_url(coco_url: str) -> str | None:
+    if not coco_url.lower().startswith(_AML_DATASTORE):
+        return None
+    datastore, _, rest = coco_url[len(_AML_DATASTORE) :].partition("/")
+    if not datastore or not rest:
+        return None
+    return f"azureml://datastores/{datastore}/paths/{rest}"
+
+
+def _read_images(
+    raw: list[Any], base: Path, units: str, col: ProblemCollector
+) -> tuple[dict[int | str, _Image], set[object]]:
+    refs = RefResolver(base, col)
+    images: dict[int | str, _Image] = {}
+    dropped: set[object] = set()  # ids of images reported and dropped: their boxes go quietly
+    for i, entry in enumerate(raw):
+        if type(entry) is not dict:
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "image entry is not an object; it was skipped",
+                location=f"images[{i}]",
+                expected='{"id", "file_name", "width", "height"}',
+                got=type(entry).__name__,
+            )
+            continue
+        iid = entry.get("id")
+        name = entry.get("file_name")
+        if not _is_id(iid) or iid in images:
+            if iid in images:
+                col.add(
+                    ProblemKind.DUPLICATE_ID,
+                    "image id is used twice; the second image was dropped",
+                    location=f"images[{i}] ({name})",
+                    field="id",
+                    expected="unique image ids",
+                    got=iid,
+                    hint="its annotations are attached to the first image with this id",
+                )
+            else:
+                col.add(
+                    ProblemKind.MISSING_FIELD if iid is None else ProblemKind.BAD_VALUE,
+                    "image has no usable id; it was skipped",
+                    location=f"images[{i}] ({name})",
+                    field="id",
+                    expected="an integer or string id",
+                    got=iid,
+                )
+            continue
+        assert isinstance(iid, int | str)
+        if iid == 0:
+            _id_warning(col, "image", f"images[{i}] ({name})")
+        loc = f"images[{i}] (id {iid})"
+        coco_url = entry.get("coco_url")
+        if type(name) is not str or not name:
+            if type(coco_url) is str and coco_url:
+                name = coco_url
+            else:
+                col.add(
+                    ProblemKind.MISSING_FIELD if name is None else ProblemKind.BAD_VALUE,
+                    "image has no usable file_name; it was skipped",
+                    location=loc,
+                    field="file_name",
+                    expected="a path or URL string",
+                    got=name,
+                )
+                dropped.add(iid)
+                continue
+        image = refs.resolve(name, location=loc, field="file_name")
+        if image is None:
+            dropped.add(iid)
+            continue
+        if type(coco_url) is str and not is_remote(name) and not os.path.exists(image):
+            image = _datastore_url(coco_url) or image
+        width = entry.get("width")
+        height = entry.get("height")
+        if type(width) is not int or type(height) is not int or width <= 0 or height <= 0:
+            size = _image_size(entry, image, loc, units, col)
+            if size is None:
+                dropped.add(iid)
+                continue
+            width, height = size[0] or 0, size[1] or 0
+        images[iid] = _Image(image, name, width, height)
+    return images, dropped
+
+
+def _whole(value: object) -> int | None:
+    if type(value) is float and value.is_integer() and value > 0:
+        return int(value)
+    if type(value) is int and value > 0:
+        return value
+    return None
+
+
+def _image_size(
+    entry: dict[str, Any], image: str, loc: str, units: str, col: ProblemCollector
+) -> tuple[int | None, int | None] | None:
+    """The size of an image whose ``width``/``height`` are not positive integers."""
+    width, height = _whole(entry.get("width")), _whole(entry.get("height"))
+    if width is not None and height is not None:
+        return width, height  # 8000.0 in Data Labeling exports
+    got = f"{entry.get('width')!r} x {entry.get('height')!r}"
+    if not is_remote(image):
+        try:
+            info = image_info(image)
+        except (NotFoundError, InvalidInputError) as exc:
+            reason = str(exc).splitlines()[0]
+        else:
+            return info.width, info.height
+    else:
+        reason = "the image is remote"
+    needed = units == "pixels"
+    col.add(
+        ProblemKind.MISSING_FIELD,
+        "image size is missing and could not be read from the file"
+        + ("; the image was dropped (pixel boxes need it)" if needed else "; kept without size"),
+        severity=Severity.ERROR if needed else Severity.WARNING,
+        location=loc,
+        field="width/height",
+        expected="positive integers",
+        got=f"{got} ({reason})",
+        hint="store the image size in the file, or pass images_root= where the images are",
+    )
+    return None if needed else (None, None)
+
+
+def _read_annotations(
+    raw: list[Any],
+    images: dict[int | str, _Image],
+    dropped: set[object],
+    names: dict[int | str, str],
+    units: str,
+    col: ProblemCollector,
+) -> None:
+    construct = ObjectAnnotation.model_construct
+    trusted = Box.trusted
+    pixels = units == "pixels"
+    seen: set[object] = set()
+    for i, a in enumerate(raw):
+        if type(a) is not dict:
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "annotation is not an object; it was skipped",
+                location=f"annotations[{i}]",
+                expected='{"id", "image_id", "category_id", "bbox"}',
+                got=type(a).__name__,
+            )
+            continue
+        aid = a.get("id")
+        if type(aid) is int and aid > 0 and aid not in seen:
+            seen.add(aid)
+        else:
+            _check_annotation_id(aid, seen, i, col)
+        image_id: Any = a.get("image_id")
+        try:
+            im = images.get(image_id)
+        except TypeError:  # an unhashable id such as a list
+            im = None
+        if im is None:
+            if not (_is_id(image_id) and image_id in dropped):
+                _unreferenced(image_id, images, i, aid, col)
+            continue
+        category_id: Any = a.get("category_id")
+        try:
+            label = names.get(category_id)
+        except TypeError:
+            label = None
+        if label is None:
+            col.add(
+                ProblemKind.UNKNOWN_LABEL,
+                "annotation names a category that is not in categories; it was skipped",
+                location=f"annotations[{i}] (id {aid})",
+                field="category_id",
+                expected=f"one of {sorted(names, key=str)[:20]}",
+                got=category_id,
+            )
+            continue
+        bbox = a.get("bbox")
+        if type(bbox) is not list or len(bbox) != 4:
+            col.add(
+                ProblemKind.MISSING_FIELD if bbox is None else ProblemKind.BAD_VALUE,
+                "annotation has no usable bbox; it was skipped",
+                location=f"annotations[{i}] (id {aid})",
+                field="bbox",
+                expected="[x, y, width, height]",
+                got=bbox,
+            )
+            continue
+        x, y, w, h = bbox
+        if not (
+            (type(x) is float or type(x) is int)
+            and (type(y) is float or type(y) is int)
+            and (type(w) is float or type(w) is int)
+            and (type(h) is float or type(h) is int)
+        ):
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "bbox values are not all numbers; the annotation was skipped",
+                location=f"annotations[{i}] (id {aid})",
+                field="bbox",
+                expected="[x, y, width, height] numbers",
+                got=bbox,
+            )
+            continue
+        if pixels:
+            width = im.width  # never 0 here: images without a size were dropped
+            height = im.height
+            x1 = x / width
+            y1 = y / height
+            x2 = (x + w) / width
+            y2 = (y + h) / height
+        else:
+            x1 = float(x)
+            y1 = float(y)
+            x2 = float(x + w)
+            y2 = float(y + h)
+        if 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0:
+            box = trusted(x1, y1, x2, y2)
+        else:
+            checked = make_box(
+                (x1, y1, x2, y2),
+                col,
+                location=f"annotations[{i}] (id {aid}, image {im.name})",
+                fields=_FIELDS,
+            )
+            if checked is None:
+                continue
+            box = checked
+        crowd = a.get("iscrowd")
+        if crowd is None or crowd == 0:
+            is_crowd = False
+        elif crowd == 1:
+            is_crowd = True
+        else:
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "iscrowd is not 0 or 1; the annotation was skipped",
+                location=f"annotations[{i}] (id {aid})",
+                field="iscrowd",
+                expected="0 or 1",
+                got=crowd,
+            )
+            continue
+        im.objects.append(construct(label=label, box=box, is_crowd=is_crowd, score=None))
+
+
+def _check_annotation_id(aid: object, seen: set[object], i: int, col: ProblemCollector) -> None:
+    loc = f"annotations[{i}]"
+    if not _is_id(aid):
+        col.add(
+            ProblemKind.MISSING_FIELD if aid is None else ProblemKind.BAD_VALUE,
+            "annotation has no usable id; kept (ids are renumbered on writing)",
+            severity=Severity.WARNING,
+            location=loc,
+            field="id",
+            expected="an integer or string id",
+            got=aid,
+        )
+        return
+    if aid in seen:
+        col.add(
+            ProblemKind.DUPLICATE_ID,
+            "annotation id is used twice; kept (ids are renumbered on writing)",
+            severity=Severity.WARNING,
+            location=loc,
+            field="id",
+            expected="unique annotation ids",
+            got=aid,
+            hint="pycocotools indexes annotations by id: duplicates alias each other",
+        )
+        return
+    seen.add(aid)
+    if aid == 0:
+        _id_warning(col, "annotation", loc)
+
+
+def _unreferenced(
+    image_id: object, images: dict[int | str, _Image], i: int, aid: object, col: ProblemCollector
+) -> None:
+    hint = None
+    if type(image_id) is str and image_id.isdigit() and int(image_id) in images:
+        hint = f"ids are compared exactly: the string {image_id!r} is not the number {image_id}"
+    elif type(image_id) is int and str(image_id) in images:
+        hint = (
+            f"ids are compared exactly: the number {image_id} is not the string {str(image_id)!r}"
+        )
+    col.add(
+        ProblemKind.UNREFERENCED,
+        "annotation points at an image that is not in images; it was skipped",
+        location=f"annotations[{i}] (id {aid})",
+        field="image_id",
+        expected="the id of an entry of images",
+        got=image_id,
+        hint=hint,
+    )
+
+
+# ---------------------------------------------------------------------------- writing
+def write_coco(
+    dataset: LabeledDataset,
+    path: str | os.PathLike[str],
+    *,
+    image_base_url: str | None = None,
+) -> Path:
+    """Write a COCO object-detection JSON file.
+
+    Args:
+        dataset: The data set to write (not modified).
+        path: A ``.json`` file path, or a folder (``<folder>/annotations.json`` is written).
+        image_base_url: Write ``file_name`` as this URL plus the image's path relative to the
+            data set root (see :func:`~detectkit.formats.azureml.write_azureml`). Without it,
+            images inside the output folder are written relative to it.
+
+    Returns:
+        The path of the JSON file.
+
+    Categories get ids ``1..n`` in :attr:`~detectkit.LabeledDataset.classes` order, images
+    ``1..m`` in record order and annotations ``1..k``; ``bbox`` is pixel ``[x, y, w, h]`` at full
+    float precision, ``area`` is ``w * h`` in pixels, ``iscrowd`` is 0 or 1. A record without a
+    size gets it from its image file (EXIF-aware).
+
+    Raises:
+        InvalidInputError: A record's size is unknown and its image cannot be read (remote or
+            missing), or an object's label is not in the data set's classes.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        out = p
+    elif p.is_file():
+        raise InvalidInputError(
+            f"path: expected a folder or a .json file, got the existing file {p}"
+        )
+    else:
+        out = p / "annotations.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    category_ids = {name: k for k, name in enumerate(dataset.classes, 1)}
+    sizes = [_record_size(r, k) for k, r in enumerate(dataset.records)]
+    for k, record in enumerate(dataset.records):
+        for o in record.objects:
+            if o.label not in category_ids:
+                raise InvalidInputError(
+                    f"record {k} ({record.name}): label {o.label!r} is not in the data set's "
+                    f"classes {list(dataset.classes)}; add it to classes or rename it "
+                    "(LabeledDataset.rename_labels)"
+                )
+    refs = RefWriter(out.parent, image_base_url=image_base_url, root=dataset.root)
+    encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+    categories = [{"id": k, "name": n, "supercategory": "none"} for n, k in category_ids.items()]
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+        write = fh.write
+        write('{"info": {"description": "written by detectkit"}, "licenses": [],\n')
+        write(f'"categories": {encode(categories)},\n"images": [')
+        sep = "\n"
+        for k, (record, (width, height)) in enumerate(zip(dataset.records, sizes, strict=True), 1):
+            write(
+                f'{sep}{{"id": {k}, "file_name": {encode(refs.ref(record))}, '
+                f'"width": {width}, "height": {height}}}'
+            )
+            sep = ",\n"
+        write('\n],\n"annotations": [')
+        sep = "\n"
+        aid = 0
+        for k, (record, (width, height)) in enumerate(zip(dataset.records, sizes, strict=True), 1):
+            for o in record.objects:
+                b = o.box
+                x1 = b.top_x * width
+                y1 = b.top_y * height
+                w = b.bottom_x * width - x1
+                h = b.bottom_y * height - y1
+                aid += 1
+                write(
+                    f'{sep}{{"id": {aid}, "image_id": {k}, "category_id": '
+                    f"{category_ids[o.label]}, "
+                    f'"bbox": [{x1!r}, {y1!r}, {w!r}, {h!r}], "area": {w * h!r}, '
+                    f'"iscrowd": {1 if o.is_crowd else 0}}}'
+                )
+                sep = ",\n"
+        write("\n]}\n")
+    os.replace(tmp, out)
+    return out
+
+
+def _record_size(record: ImageRecord, k: int) -> tuple[int, int]:
+    if record.width is not None and record.height is not None:
+        return int(record.width), int(record.height)
+    if is_remote(record.image):
+        raise InvalidInputError(
+            f"record {k} ({record.image}): width/height unknown and the image is remote; "
+            "COCO needs pixel sizes. Set width and height on the record (or download the image "
+            "and point at the local copy)"
+        )
+    try:
+        sized = record.with_size()
+    except (NotFoundError, InvalidInputError) as exc:
+        raise InvalidInputError(
+            f"record {k} ({record.image}): width/height unknown and the image cannot be read "
+            f"({str(exc).splitlines()[0]}); fix the path or set width and height on the record"
+        ) from exc
+    return sized.width or 0, sized.height or 0

@@ -1,0 +1,715 @@
+"""Predictions: :class:`Detections` (columnar boxes of one image) and :class:`Prediction`.
+
+A model's answer for one image is a handful of numpy arrays, not one Python object per box
+(supervision's ``Detections`` is the model): ``xyxy`` holds normalized corners, the same
+convention as the Azure ML scoring contract and :class:`~detectkit.Box`, so a prediction is
+independent of the image size until pixels are asked for. :class:`Prediction` adds the image
+reference and its size, which pixel conversions, COCO results and supervision need.
+
+Both are immutable: arrays are read-only and every operation (``filter``, ``nms``, ``top_k``,
+indexing) returns a new object sharing or copying the arrays, never changing the caller's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from detectkit.boxes import Box
+from detectkit.dataset import ImageRecord, ObjectAnnotation
+from detectkit.errors import InvalidInputError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+    import supervision as sv
+
+__all__ = ["DetectedBox", "Detections", "Prediction"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Index = int | np.integer[Any] | slice | Sequence[int] | Sequence[bool] | npt.NDArray[Any]
+
+_EMPTY_XYXY = np.zeros((0, 4), dtype=np.float64)
+
+
+class DetectedBox(NamedTuple):
+    """One box, as yielded by iterating a :class:`Detections` (normalized corners)."""
+
+    label: str
+    score: float
+    class_id: int
+    xyxy: tuple[float, float, float, float]
+
+
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
+
+
+class Detections:
+    """The boxes predicted for one image, as columns.
+
+    Args:
+        xyxy: ``(n, 4)`` normalized corners ``(top_x, top_y, bottom_x, bottom_y)`` in ``[0, 1]``
+            (pixel corners divided by the image width and height; see :meth:`from_pixels`).
+        scores: ``(n,)`` confidences.
+        class_ids: ``(n,)`` integer indices into ``classes``.
+        classes: Ordered class names (a model's ``labels.json``, or ``dataset.classes``).
+
+    Raises:
+        InvalidInputError: Shapes disagree, a coordinate is outside ``[0, 1]`` or inverted,
+            a value is not finite, a class id is out of range, or class names repeat.
+
+    Example:
+        >>> det = Detections([[0.1, 0.2, 0.5, 0.6]], [0.9], [0], classes=["can"])
+        >>> len(det), det.labels.tolist(), det.to_pixels(200, 100).tolist()
+        (1, ['can'], [[20.0, 20.0, 100.0, 60.0]])
+    """
+
+    __slots__ = ("class_ids", "classes", "scores", "xyxy")
+
+    xyxy: FloatArray
+    scores: FloatArray
+    class_ids: IntArray
+    classes: tuple[str, ...]
+
+    def __init__(
+        self,
+        xyxy: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        class_ids: npt.ArrayLike,
+        classes: Sequence[str],
+    ) -> None:
+        boxes = np.array(xyxy, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise InvalidInputError(f"Detections: xyxy: expected shape (n, 4), got {boxes.shape}")
+        n = boxes.shape[0]
+        conf = np.array(scores, dtype=np.float64).reshape(-1)
+        if conf.shape != (n,):
+            raise InvalidInputError(
+                f"Detections: scores: expected shape ({n},) to match xyxy, got {conf.shape}"
+            )
+        ids = _as_class_ids(class_ids, n)
+        names = _as_classes(classes)
+        _check_boxes(boxes, "Detections: xyxy")
+        if not np.isfinite(conf).all():
+            bad = int(np.flatnonzero(~np.isfinite(conf))[0])
+            raise InvalidInputError(
+                f"Detections: scores[{bad}]: expected a finite number, got {conf[bad]}"
+            )
+        if n and (ids.min() < 0 or ids.max() >= len(names)):
+            bad = int(np.flatnonzero((ids < 0) | (ids >= len(names)))[0])
+            raise InvalidInputError(
+                f"Detections: class_ids[{bad}]: expected an index into the {len(names)} classes "
+                f"{list(names)}, got {ids[bad]}",
+            )
+        self.xyxy = _read_only(boxes)
+        self.scores = _read_only(conf)
+        self.class_ids = _read_only(ids)
+        self.classes = names
+
+    @classmethod
+    def _trusted(
+        cls, xyxy: FloatArray, scores: FloatArray, class_ids: IntArray, classes: tuple[str, ...]
+    ) -> Detections:
+        """Build from arrays the caller has already checked (parsers' fast path, no copy)."""
+        self = cls.__new__(cls)
+        self.xyxy = _read_only(xyxy)
+        self.scores = _read_only(scores)
+        self.class_ids = _read_only(class_ids)
+        self.classes = classes
+        return self
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def empty(cls, classes: Sequence[str] = ()) -> Detections:
+        """No boxes (the answer for an image where the model found nothing)."""
+        return cls._trusted(
+            _EMPTY_XYXY.copy(),
+            np.zeros(0, dtype=np.float64),
+            np.zeros(0, dtype=np.int64),
+            _as_classes(classes),
+        )
+
+    @classmethod
+    def from_pixels(
+        cls,
+        xyxy: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        class_ids: npt.ArrayLike,
+        classes: Sequence[str],
+        width: float,
+        height: float,
+    ) -> Detections:
+        """Build from pixel corners of an image ``width`` x ``height``.
+
+        Corners are divided by the image size and clipped to the image (detectors often
+        place an edge a little outside it).
+        """
+        _check_size(width, height, "Detections.from_pixels")
+        boxes = np.array(xyxy, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise InvalidInputError(
+                f"Detections.from_pixels: xyxy: expected shape (n, 4), got {boxes.shape}"
+            )
+        scale = np.array([width, height, width, height], dtype=np.float64)
+        return cls(np.clip(boxes / scale, 0.0, 1.0), scores, class_ids, classes)
+
+    # ---------------------------------------------------------------- container
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def __getitem__(self, index: Index) -> Detections:
+        """Select boxes by position, slice, boolean mask or integer array (always Detections)."""
+        n = len(self)
+        selector: slice | npt.NDArray[Any]
+        if isinstance(index, int | np.integer):
+            i = int(index)
+            if not -n <= i < n:
+                raise IndexError(f"Detections index {i} out of range for {n} boxes")
+            selector = np.array([i % n])
+        elif isinstance(index, slice):
+            selector = index
+        else:
+            selector = np.asarray(index)
+            if selector.size == 0:
+                selector = np.zeros(0, dtype=np.int64)
+            elif selector.dtype == np.bool_:
+                if selector.shape != (n,):
+                    raise IndexError(
+                        f"Detections boolean mask: expected shape ({n},), got {selector.shape}"
+                    )
+            elif selector.dtype.kind not in "iu":
+                raise TypeError(
+                    "Detections index: expected an int, slice, boolean mask or integer array, "
+                    f"got an array of {selector.dtype}"
+                )
+        return Detections._trusted(
+            self.xyxy[selector], self.scores[selector], self.class_ids[selector], self.classes
+        )
+
+    def __iter__(self) -> Iterator[DetectedBox]:
+        labels = self.classes
+        for row, score, cid in zip(
+            self.xyxy.tolist(), self.scores.tolist(), self.class_ids.tolist(), strict=True
+        ):
+            yield DetectedBox(labels[cid], score, cid, (row[0], row[1], row[2], row[3]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Detections):
+            return NotImplemented
+        return (
+            self.classes == other.classes
+            and np.array_equal(self.xyxy, other.xyxy)
+            and np.array_equal(self.scores, other.scores)
+            and np.array_equal(self.class_ids, other.class_ids)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{b.label} {b.score:.3f}" for b in self[:5])
+        more = f", ... {len(self) - 5} more" if len(self) > 5 else ""
+        return f"Detections({len(self)} boxes: [{shown}{more}], classes={list(self.classes)})"
+
+    # ---------------------------------------------------------------- views
+    @property
+    def labels(self) -> npt.NDArray[np.str_]:
+        """``(n,)`` class name of each box."""
+        return np.array(self.classes, dtype=np.str_)[self.class_ids]
+
+    def to_pixels(self, width: float, height: float) -> FloatArray:
+        """``(n, 4)`` corners in pixels of an image ``width`` x ``height`` (a new array)."""
+        _check_size(width, height, "Detections.to_pixels")
+        return self.xyxy * np.array([width, height, width, height], dtype=np.float64)
+
+    # ---------------------------------------------------------------- selection
+    def filter(
+        self, min_score: float | None = None, labels: str | Iterable[str] | None = None
+    ) -> Detections:
+        """Boxes scoring at least ``min_score`` and, if given, labeled one of ``labels``.
+
+        A label that is not one of ``classes`` matches nothing (a response only knows the
+        labels it contains). The class list is kept, so class ids stay comparable.
+        """
+        mask = np.ones(len(self), dtype=np.bool_)
+        if min_score is not None:
+            mask &= self.scores >= min_score
+        if labels is not None:
+            wanted = {labels} if isinstance(labels, str) else set(labels)
+            ids = [i for i, name in enumerate(self.classes) if name in wanted]
+            mask &= np.isin(self.class_ids, np.array(ids, dtype=np.int64))
+        return self[mask]
+
+    def nms(self, iou: float = 0.5, class_agnostic: bool = False) -> Detections:
+        """Greedy non-maximum suppression.
+
+        Boxes are visited from the highest score down (equal scores: the earlier box first,
+        so the result is deterministic); each kept box removes the later boxes whose IoU with
+        it is greater than ``iou``. Per class unless ``class_agnostic``. Kept boxes stay in
+        their original order.
+
+        Args:
+            iou: IoU above which the lower-scoring box is dropped, in ``[0, 1]``.
+            class_agnostic: Suppress across classes too.
+        """
+        if not 0.0 <= iou <= 1.0:
+            raise InvalidInputError(f"nms: iou: expected a value in [0, 1], got {iou!r}")
+        n = len(self)
+        if n < 2:
+            return self
+        x1, y1, x2, y2 = (self.xyxy[:, k] for k in range(4))
+        areas = (x2 - x1) * (y2 - y1)
+        ids = self.class_ids
+        order = np.argsort(-self.scores, kind="stable")
+        keep = np.zeros(n, dtype=np.bool_)
+        while order.size:
+            i = order[0]
+            keep[i] = True
+            rest = order[1:]
+            iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0.0, None)
+            ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0.0, None)
+            inter = iw * ih
+            union = areas[i] + areas[rest] - inter
+            overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+            suppress = overlap > iou
+            if not class_agnostic:
+                suppress &= ids[rest] == ids[i]
+            order = rest[~suppress]
+        return self[keep]
+
+    def top_k(self, k: int) -> Detections:
+        """The ``k`` highest-scoring boxes, best first (equal scores keep their order)."""
+        if k < 0:
+            raise InvalidInputError(f"top_k: k: expected a count >= 0, got {k}")
+        return self[np.argsort(-self.scores, kind="stable")[:k]]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Prediction:
+    """A model's boxes for one image, with the image it was made for.
+
+    Args:
+        image: Path or URL of the image, when known (batch output gives the file name; the
+            online response does not, so :func:`~detectkit.parse_response` takes it from the
+            images the caller sent).
+        width: Displayed width of the image in pixels, when known.
+        height: Displayed height in pixels, when known.
+        detections: The boxes (normalized).
+
+    Pixel conversions (:meth:`to_pixels`, :meth:`to_coco_results`, :meth:`to_supervision`)
+    need ``width`` and ``height``.
+    """
+
+    image: str | None = None
+    width: int | None = None
+    height: int | None = None
+    detections: Detections = field(default_factory=Detections.empty)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image, os.PathLike):
+            object.__setattr__(self, "image", os.fspath(self.image))
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0
+            ):
+                raise InvalidInputError(
+                    f"Prediction: {name}: expected a pixel count > 0 or None, got {value!r}"
+                )
+        if not isinstance(self.detections, Detections):
+            raise InvalidInputError(
+                f"Prediction: detections: expected Detections, got {type(self.detections).__name__}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.detections)
+
+    def __repr__(self) -> str:
+        size = f"{self.width}x{self.height}" if self.size else "size unknown"
+        shown = ", ".join(f"{b.label} {b.score:.3f}" for b in self.detections[:3])
+        more = f", ... {len(self) - 3} more" if len(self) > 3 else ""
+        return f"Prediction(image={self.image!r}, {size}, {len(self)} boxes: [{shown}{more}])"
+
+    # ---------------------------------------------------------------- shortcuts
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """``(width, height)`` when both are known."""
+        if self.width is None or self.height is None:
+            return None
+        return (self.width, self.height)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names the detections' class ids index."""
+        return self.detections.classes
+
+    @property
+    def labels(self) -> npt.NDArray[np.str_]:
+        """``(n,)`` class name of each box."""
+        return self.detections.labels
+
+    @property
+    def scores(self) -> FloatArray:
+        """``(n,)`` confidences."""
+        return self.detections.scores
+
+    def _replace(self, detections: Detections) -> Prediction:
+        return dataclasses.replace(self, detections=detections)
+
+    def filter(
+        self, min_score: float | None = None, labels: str | Iterable[str] | None = None
+    ) -> Prediction:
+        """This prediction with only the boxes :meth:`Detections.filter` keeps."""
+        return self._replace(self.detections.filter(min_score, labels))
+
+    def nms(self, iou: float = 0.5, class_agnostic: bool = False) -> Prediction:
+        """This prediction after :meth:`Detections.nms`."""
+        return self._replace(self.detections.nms(iou, class_agnostic))
+
+    def top_k(self, k: int) -> Prediction:
+        """This prediction with its ``k`` best boxes (:meth:`Detections.top_k`)."""
+        return self._replace(self.detections.top_k(k))
+
+    # ---------------------------------------------------------------- pixels
+    def _pixel_size(self, what: str) -> tuple[int, int]:
+        if self.width is None or self.height is None:
+            raise InvalidInputError(
+                f"Prediction.{what}: the size of image {self.image!r} is unknown, so pixel "
+                "coordinates cannot be computed\n  hint: pass images= or sizes= to "
+                "parse_response / parse_batch_output, or build the Prediction with width= "
+                "and height="
+            )
+        return (self.width, self.height)
+
+    def to_pixels(self) -> FloatArray:
+        """``(n, 4)`` corners in pixels of this image.
+
+        Raises:
+            InvalidInputError: The image size is unknown.
+        """
+        width, height = self._pixel_size("to_pixels")
+        return self.detections.to_pixels(width, height)
+
+    def to_coco_results(
+        self, image_id: int | str, category_ids: Mapping[str, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """COCO detection results (``loadRes`` input): one dict per box.
+
+        Args:
+            image_id: The image's id in the COCO ground truth.
+            category_ids: Class name to COCO category id. Defaults to the class index + 1
+                (COCO ids start at 1); pass the ground truth's mapping when it differs.
+
+        Returns:
+            ``[{"image_id", "category_id", "bbox": [x, y, w, h] (pixels), "score"}, ...]``.
+
+        Raises:
+            InvalidInputError: The image size is unknown, or a label has no category id.
+        """
+        width, height = self._pixel_size("to_coco_results")
+        det = self.detections
+        if category_ids is None:
+            cat_of = [i + 1 for i in range(len(det.classes))]
+        else:
+            missing = [c for c in set(det.labels.tolist()) if c not in category_ids]
+            if missing:
+                raise InvalidInputError(
+                    f"to_coco_results: category_ids: no id for label(s) {sorted(missing)}; "
+                    f"the mapping has {sorted(category_ids)}"
+                )
+            cat_of = [category_ids.get(c, -1) for c in det.classes]
+        px = det.to_pixels(width, height)
+        px[:, 2:] -= px[:, :2]
+        return [
+            {"image_id": image_id, "category_id": cat_of[cid], "bbox": bbox, "score": score}
+            for bbox, score, cid in zip(
+                px.tolist(), det.scores.tolist(), det.class_ids.tolist(), strict=True
+            )
+        ]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per box: image, label, class id, score, normalized and pixel corners.
+
+        Pixel corners (``x_min, y_min, x_max, y_max``) are ``None`` when the size is unknown.
+        """
+        det = self.detections
+        labels = det.classes
+        pixels: list[list[float]] | list[None]
+        if self.width is not None and self.height is not None:
+            pixels = det.to_pixels(self.width, self.height).tolist()
+        else:
+            pixels = [None] * len(det)
+        records = []
+        for norm, px, score, cid in zip(
+            det.xyxy.tolist(), pixels, det.scores.tolist(), det.class_ids.tolist(), strict=True
+        ):
+            records.append(
+                {
+                    "image": self.image,
+                    "label": labels[cid],
+                    "class_id": cid,
+                    "score": score,
+                    "top_x": norm[0],
+                    "top_y": norm[1],
+                    "bottom_x": norm[2],
+                    "bottom_y": norm[3],
+                    "x_min": px[0] if px else None,
+                    "y_min": px[1] if px else None,
+                    "x_max": px[2] if px else None,
+                    "y_max": px[3] if px else None,
+                }
+            )
+        return records
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The :meth:`to_records` rows as a pandas ``DataFrame`` (one row per box).
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        try:
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "pandas is not installed; Prediction.to_pandas needs it. "
+                "Install it with: pip install pandas"
+            ) from exc
+        return pd.DataFrame(self.to_records(), columns=list(_RECORD_COLUMNS))
+
+    # ---------------------------------------------------------------- supervision
+    def to_supervision(self) -> sv.Detections:
+        """A ``supervision.Detections`` in pixels, with ``data["class_name"]`` set.
+
+        Raises:
+            InvalidInputError: The image size is unknown.
+            MissingDependencyError: supervision is not installed.
+        """
+        width, height = self._pixel_size("to_supervision")
+        try:
+            import supervision
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "supervision is not installed; Prediction.to_supervision needs it. "
+                "Install it with: pip install supervision"
+            ) from exc
+        det = self.detections
+        return supervision.Detections(
+            xyxy=det.to_pixels(width, height),
+            confidence=det.scores.copy(),
+            class_id=det.class_ids.copy(),
+            data={"class_name": det.labels},
+        )
+
+    @classmethod
+    def from_supervision(
+        cls,
+        detections: Any,
+        *,
+        width: int,
+        height: int,
+        classes: Sequence[str] | None = None,
+        image: str | os.PathLike[str] | None = None,
+    ) -> Prediction:
+        """Build from a ``supervision.Detections`` (duck-typed: supervision is not imported).
+
+        Reads ``xyxy`` (pixels), ``confidence`` (``None`` reads as 1.0, e.g. ground truth),
+        ``class_id`` and ``data["class_name"]``.
+
+        Args:
+            detections: The supervision detections of one image.
+            width: Width of the image the pixels refer to.
+            height: Height of that image.
+            classes: Class names. With ``data["class_name"]``, labels are looked up in it
+                (an unknown one is an error); without, ``class_id`` indexes it. Defaults to
+                the sorted class names found in ``data["class_name"]``.
+            image: The image path or URL, if known.
+
+        Raises:
+            InvalidInputError: No class names can be found, or a label / id does not fit
+                ``classes``.
+        """
+        xyxy = np.asarray(detections.xyxy, dtype=np.float64).reshape(-1, 4)
+        n = xyxy.shape[0]
+        conf = getattr(detections, "confidence", None)
+        scores = np.ones(n) if conf is None else np.asarray(conf, dtype=np.float64)
+        data = getattr(detections, "data", None)
+        names = data.get("class_name") if isinstance(data, Mapping) else None
+        raw_ids = getattr(detections, "class_id", None)
+        if names is not None:
+            label_list = [str(x) for x in np.asarray(names).reshape(-1).tolist()]
+            vocab = tuple(classes) if classes is not None else tuple(sorted(set(label_list)))
+            index = {name: i for i, name in enumerate(vocab)}
+            unknown = sorted({x for x in label_list if x not in index})
+            if unknown:
+                raise InvalidInputError(
+                    f"from_supervision: data['class_name']: label(s) {unknown} are not in "
+                    f"classes {list(vocab)}; add them to classes or leave classes=None"
+                )
+            ids = np.array([index[x] for x in label_list], dtype=np.int64)
+        elif raw_ids is not None:
+            if classes is None:
+                raise InvalidInputError(
+                    "from_supervision: the detections have class_id but no data['class_name'], "
+                    "so class names are unknown; pass classes=[...] (the model's class names, "
+                    "in class id order)"
+                )
+            vocab = tuple(classes)
+            ids = np.asarray(raw_ids)
+        else:
+            if n:
+                raise InvalidInputError(
+                    "from_supervision: the detections have neither class_id nor "
+                    "data['class_name']; a Prediction needs a class per box"
+                )
+            vocab = tuple(classes or ())
+            ids = np.zeros(0, dtype=np.int64)
+        return cls(
+            image=os.fspath(image) if image is not None else None,
+            width=width,
+            height=height,
+            detections=Detections.from_pixels(xyxy, scores, ids, vocab, width, height),
+        )
+
+    # ---------------------------------------------------------------- data set
+    def to_annotations(self, min_score: float = 0.5) -> tuple[ObjectAnnotation, ...]:
+        """Draft labels (pre-labels) from the boxes scoring at least ``min_score``.
+
+        Each annotation keeps its ``score``, so a labeling tool or a reviewer can tell a
+        draft from a human label.
+        """
+        det = self.detections.filter(min_score=min_score)
+        labels = det.classes
+        return tuple(
+            ObjectAnnotation(label=labels[cid], box=Box.trusted(*row), score=score)
+            for row, score, cid in zip(
+                det.xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist(), strict=True
+            )
+        )
+
+    def to_record(self, min_score: float = 0.5) -> ImageRecord:
+        """A draft :class:`~detectkit.ImageRecord` of this image (:meth:`to_annotations`).
+
+        Raises:
+            InvalidInputError: The image is unknown.
+        """
+        if self.image is None:
+            raise InvalidInputError(
+                "Prediction.to_record: the image is unknown; pass images= to parse_response "
+                "or build the Prediction with image="
+            )
+        return ImageRecord(
+            image=self.image,
+            width=self.width,
+            height=self.height,
+            objects=self.to_annotations(min_score),
+        )
+
+    # ---------------------------------------------------------------- notebooks
+    def _repr_png_(self) -> bytes | None:
+        """The image with its boxes drawn, for Jupyter; ``None`` unless a local file."""
+        from detectkit.images import is_remote
+
+        if self.image is None or is_remote(self.image) or not Path(self.image).is_file():
+            return None
+        try:
+            from detectkit.viz import draw
+
+            picture = draw(self.image, self)
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG")
+        except Exception:  # a notebook repr must never raise; the text repr is shown instead
+            return None
+        return buffer.getvalue()
+
+
+_RECORD_COLUMNS = (
+    "image",
+    "label",
+    "class_id",
+    "score",
+    "top_x",
+    "top_y",
+    "bottom_x",
+    "bottom_y",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+)
+
+
+# --------------------------------------------------------------------- checks
+def _check_size(width: float, height: float, where: str) -> None:
+    if not (width > 0 and height > 0):
+        raise InvalidInputError(
+            f"{where}: image size: expected width and height > 0, got {width!r} x {height!r}"
+        )
+
+
+def _as_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(classes, str):
+        raise InvalidInputError(
+            f"classes: expected a sequence of class names, got the string {classes!r}"
+        )
+    names = tuple(classes)
+    if len(set(names)) != len(names):
+        dupes = sorted(name for name, count in Counter(names).items() if count > 1)
+        raise InvalidInputError(f"classes: expected unique names, got duplicates {dupes}")
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidInputError(
+                f"classes: expected class names (str), got {name!r} ({type(name).__name__})"
+            )
+    return names
+
+
+def _as_class_ids(class_ids: npt.ArrayLike, n: int) -> IntArray:
+    raw = np.asarray(class_ids)
+    if raw.size == 0:
+        raw = raw.reshape(0)
+    raw = raw.reshape(-1) if raw.ndim > 1 and raw.size == n else raw
+    if raw.shape != (n,):
+        raise InvalidInputError(
+            f"Detections: class_ids: expected shape ({n},) to match xyxy, got {raw.shape}"
+        )
+    if raw.dtype.kind in "iu":
+        return raw.astype(np.int64, copy=True)
+    if raw.dtype.kind == "f" and np.isfinite(raw).all() and (raw == np.round(raw)).all():
+        return raw.astype(np.int64)
+    raise InvalidInputError(
+        f"Detections: class_ids: expected integer class indices, got an array of {raw.dtype}"
+    )
+
+
+def _check_boxes(boxes: FloatArray, where: str) -> None:
+    """Raise on the first non-finite, out-of-range or inverted normalized box."""
+    finite = np.all(np.isfinite(boxes), axis=1, keepdims=False)
+    inside = np.all((boxes >= 0.0) & (boxes <= 1.0), axis=1)
+    ordered = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+    ok = finite & inside & ordered
+    if ok.all():
+        return
+    i = int(np.flatnonzero(~ok)[0])
+    row = boxes[i].tolist()
+    if not finite[i] or not inside[i]:
+        raise InvalidInputError(
+            f"{where}[{i}]: expected normalized corners in [0, 1], got {row} "
+            "(divide pixel corners by the image size, or use Detections.from_pixels)"
+        )
+    raise InvalidInputError(
+        f"{where}[{i}]: expected bottom >= top (x_min <= x_max, y_min <= y_max), got {row}"
+    )
