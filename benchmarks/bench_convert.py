@@ -7,7 +7,8 @@ same file with ``supervision.DetectionDataset.from_coco`` for comparison. superv
 open the images while loading, so no image files are created (the references point at files
 that do not exist, which neither reader needs).
 
-Each size runs in its own subprocess so that peak memory (``ru_maxrss``) is that size's own.
+Generating the file and each measurement run in their own subprocess, so that the peak memory
+reported (``VmHWM``, the resident-set high-water mark of the process) is that run's own.
 Not part of the test suite::
 
     python benchmarks/bench_convert.py                 # 50,000 images
@@ -27,6 +28,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 CLASSES = ("hearts", "spades", "diamonds", "clubs", "joker", "ace", "king", "queen", "jack", "ten")
 SIZES = ((640, 480), (1280, 720), (1920, 1080), (800, 800))
@@ -68,7 +70,19 @@ def make_coco(path: Path, n_images: int, boxes_per_image: int = 8, seed: int = 0
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+    """Peak resident memory of this process in MiB.
+
+    ``/proc/self/status`` VmHWM belongs to this program's own address space; ``ru_maxrss``
+    (the fallback off Linux) can carry over the parent's peak across ``fork``/``exec``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_one(folder: Path, repeat: int) -> dict[str, object]:
@@ -96,7 +110,8 @@ def run_one(folder: Path, repeat: int) -> dict[str, object]:
         t3 = time.perf_counter()
         write_coco(ds2, folder / "back.json")
         t4 = time.perf_counter()
-        assert report.ok and report2.ok, (report.to_text(5), report2.to_text(5))
+        if not (report.ok and report2.ok):
+            raise RuntimeError(report.to_text(5) + "\n" + report2.to_text(5))
         boxes = ds2.num_boxes
         del ds2
         for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
@@ -135,14 +150,25 @@ def run_supervision(folder: Path, repeat: int) -> dict[str, object]:
     }
 
 
-def _child(kind: str, folder: Path, repeat: int) -> dict[str, object]:
+def _child(kind: str, folder: Path, repeat: int, images: int = 0) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--repeat", str(repeat)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            "--folder",
+            str(folder),
+            "--repeat",
+            str(repeat),
+            "--images",
+            str(images),
+        ],
         check=True,
         capture_output=True,
         text=True,
     )
-    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -151,57 +177,59 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=50_000, help="images at full size")
     parser.add_argument("--repeat", type=int, default=3, help="runs per size (median reported)")
     parser.add_argument("--no-supervision", action="store_true", help="skip the comparison")
-    parser.add_argument("--child", choices=("detectkit", "supervision"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("make", "detectkit", "supervision"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.child == "make":
+        print(json.dumps({"boxes": make_coco(args.folder / "coco.json", args.images)}))
+        return
     if args.child:
         run = run_one if args.child == "detectkit" else run_supervision
         print(json.dumps(run(args.folder, args.repeat)))
         return
 
-    results: dict[str, object] = {"images": args.images, "repeat": args.repeat, "sizes": []}
-    sizes: list[dict[str, object]] = []
+    sizes: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_convert_") as tmp:
         for fraction in (0.25, 0.5, 1.0):
             n = max(1, round(args.images * fraction))
             folder = Path(tmp) / f"n{n}"
             folder.mkdir()
-            boxes = make_coco(folder / "coco.json", n)
-            entry: dict[str, object] = {
+            entry: dict[str, Any] = {
                 "images": n,
-                "boxes": boxes,
+                "boxes": _child("make", folder, 1, images=n)["boxes"],
                 "coco_mb": round((folder / "coco.json").stat().st_size / 2**20, 1),
                 "detectkit": _child("detectkit", folder, args.repeat),
             }
             if not args.no_supervision:
                 entry["supervision"] = _child("supervision", folder, args.repeat)
             sizes.append(entry)
-            print(json.dumps(entry), file=sys.stderr)
-    results["sizes"] = sizes
-    full, quarter = sizes[-1], sizes[0]
-
-    def total(entry: dict[str, object]) -> float:
-        detail = entry["detectkit"]
-        assert isinstance(detail, dict)
-        return float(detail["total_seconds"])
-
-    n_full, n_quarter = float(str(full["images"])), float(str(quarter["images"]))
-    results["ratios"] = {
-        "time_full_over_quarter": round(total(full) / max(total(quarter), 1e-9), 2),
-        "images_full_over_quarter": round(n_full / n_quarter, 2),
-        "microseconds_per_box_full": round(total(full) / float(str(full["boxes"])) * 1e6, 2),
+            print(json.dumps(entry), file=sys.stderr)  # progress
+    quarter, half, full = sizes
+    ratios = {
+        "images_full_over_quarter": round(full["images"] / quarter["images"], 2),
+        "time_full_over_quarter": round(
+            full["detectkit"]["total_seconds"] / quarter["detectkit"]["total_seconds"], 2
+        ),
+        "time_full_over_half": round(
+            full["detectkit"]["total_seconds"] / half["detectkit"]["total_seconds"], 2
+        ),
+        "microseconds_per_box": [
+            round(s["detectkit"]["total_seconds"] / s["boxes"] * 1e6, 2) for s in sizes
+        ],
     }
     if not args.no_supervision:
-        sv_full = full["supervision"]
-        dk_full = full["detectkit"]
-        assert isinstance(sv_full, dict) and isinstance(dk_full, dict)
-        seconds = dk_full["seconds"]
-        assert isinstance(seconds, dict)
-        results["ratios"]["read_coco_over_supervision_from_coco"] = round(  # type: ignore[index]
-            float(seconds["read_coco"]) / max(float(sv_full["from_coco_seconds"]), 1e-9), 2
+        ratios["read_coco_over_supervision_from_coco"] = round(
+            full["detectkit"]["seconds"]["read_coco"] / full["supervision"]["from_coco_seconds"], 2
         )
-    print(json.dumps(results, indent=2))
+    print(
+        json.dumps(
+            {"images": args.images, "repeat": args.repeat, "sizes": sizes, "ratios": ratios},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ Generates ``--images`` RGB images of 1024 x 768 with ``--boxes`` labelled, score
   array (supervision draws in place), with the same boxes and label texts; and, with
   ``--smart``, ``LabelAnnotator(smart_position=True)``, supervision's own label de-overlap.
 
-Each run draws every image once; ``--rounds`` runs give the medians reported. supervision
+Each round draws every image once, the contenders taking turns image by image; the
+medians over ``--rounds`` rounds are reported. supervision
 draws with OpenCV when ``cv2`` is importable and with a slower pure-NumPy fallback otherwise:
 the script prints which one it used.
 
-Run: ``python benchmarks/bench_draw.py [--images 100] [--boxes 30] [--rounds 3] [--smart]``
+Run: ``python benchmarks/bench_draw.py [--images 100] [--boxes 30] [--rounds 5] [--smart]``
 """
 
 from __future__ import annotations
@@ -73,19 +74,29 @@ def detectkit_target(scene: dict[str, Any]) -> Any:
     )
 
 
-def time_each(scenes: list[dict[str, Any]], fn: Callable[[dict[str, Any]], object]) -> float:
-    """Seconds to draw every scene once."""
-    start = time.perf_counter()
+def time_round(
+    scenes: list[dict[str, Any]], contenders: dict[str, Callable[[dict[str, Any]], object]]
+) -> dict[str, float]:
+    """Seconds each contender takes to draw every scene once.
+
+    The contenders take turns image by image, so a load spike on a shared machine hits them
+    alike instead of one whole run.
+    """
+    totals = dict.fromkeys(contenders, 0.0)
+    clock = time.perf_counter
     for scene in scenes:
-        fn(scene)
-    return time.perf_counter() - start
+        for name, fn in contenders.items():
+            start = clock()
+            fn(scene)
+            totals[name] += clock() - start
+    return totals
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--boxes", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--smart", action="store_true", help="also time smart_position=True")
     args = parser.parse_args()
 
@@ -93,7 +104,7 @@ def main() -> None:
         warnings.simplefilter("ignore")  # supervision warns when it falls back to NumPy
         import supervision as sv
     try:
-        import cv2  # noqa: F401
+        import cv2
 
         backend = "OpenCV " + str(cv2.__version__)
     except ImportError:
@@ -107,7 +118,8 @@ def main() -> None:
             xyxy=px, confidence=scene["scores"], class_id=scene["class_ids"].astype(int)
         )
         scene["labels"] = [
-            f"{CLASSES[c]} {s:.2f}" for c, s in zip(scene["class_ids"], scene["scores"], strict=True)
+            f"{CLASSES[c]} {s:.2f}"
+            for c, s in zip(scene["class_ids"], scene["scores"], strict=True)
         ]
 
     box_annotator = sv.BoxAnnotator(thickness=2)
@@ -141,8 +153,8 @@ def main() -> None:
             fn(scenes[0])
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.rounds):
-            for name, fn in contenders.items():
-                times[name].append(time_each(scenes, fn))
+            for name, seconds in time_round(scenes, contenders).items():
+                times[name].append(seconds)
 
     print(
         f"{args.images} images {WIDTH}x{HEIGHT}, {args.boxes} labelled boxes each, "

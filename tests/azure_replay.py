@@ -220,7 +220,7 @@ def _response(request: Any, answer: Answer) -> RestRequestsTransportResponse:
     internal.url = request.url
     internal.reason = "recorded"
     internal.encoding = "utf-8"
-    return RestRequestsTransportResponse(request=request, internal_response=internal)
+    return RestRequestsTransportResponse(request=request, internal_response=internal)  # type: ignore[no-untyped-call]
 
 
 class FakeCredential:

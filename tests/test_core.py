@@ -23,7 +23,9 @@ from detectkit.images import image_info, resolve_image_path
 from detectkit.validation import ProblemCollector, Severity, ValidationReport
 
 
-def _obj(label: str, x1: float = 0.1, y1: float = 0.1, x2: float = 0.5, y2: float = 0.6) -> ObjectAnnotation:
+def _obj(
+    label: str, x1: float = 0.1, y1: float = 0.1, x2: float = 0.5, y2: float = 0.6
+) -> ObjectAnnotation:
     return ObjectAnnotation(label=label, box=Box(top_x=x1, top_y=y1, bottom_x=x2, bottom_y=y2))
 
 
@@ -38,9 +40,13 @@ def _obj(label: str, x1: float = 0.1, y1: float = 0.1, x2: float = 0.5, y2: floa
         ((float("nan"), 0.1, 0.2, 0.6), "top_x"),
     ],
 )
-def test_box_rejects_bad_values_with_expected_versus_got(values: tuple[float, ...], message: str) -> None:
+def test_box_rejects_bad_values_with_expected_versus_got(
+    values: tuple[float, ...], message: str
+) -> None:
     x1, y1, x2, y2 = values
-    with pytest.raises(pydantic.ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        pydantic.ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
         Box(top_x=x1, top_y=y1, bottom_x=x2, bottom_y=y2)
 
 
@@ -72,15 +78,19 @@ def _ds(n: int = 40) -> LabeledDataset:
     labels = ["common"] * 6 + ["rare"]
     records = []
     for i in range(n):
-        objs = tuple(_obj(labels[int(rng.integers(0, len(labels)))]) for _ in range(int(rng.integers(0, 3))))
-        records.append(ImageRecord(image=f"/data/img_{i:03d}.jpg", width=64, height=48, objects=objs))
+        objs = tuple(
+            _obj(labels[int(rng.integers(0, len(labels)))]) for _ in range(int(rng.integers(0, 3)))
+        )
+        records.append(
+            ImageRecord(image=f"/data/img_{i:03d}.jpg", width=64, height=48, objects=objs)
+        )
     return LabeledDataset(records, ["common", "rare"])
 
 
 def test_container_protocol() -> None:
     ds = _ds(10)
     assert len(ds) == 10
-    assert list(ds)[0] is ds[0]
+    assert next(iter(ds)) is ds[0]
     assert isinstance(ds[2:5], LabeledDataset) and len(ds[2:5]) == 3
     assert ds.classes == ("common", "rare")
     assert "images=10" in repr(ds)
@@ -127,7 +137,9 @@ def test_filter_merge_rename_do_not_mutate() -> None:
 
 def test_summary_counts() -> None:
     records = [
-        ImageRecord(image="a.jpg", width=100, height=50, objects=(_obj("x", 0, 0, 0.5, 0.5), _obj("y"))),
+        ImageRecord(
+            image="a.jpg", width=100, height=50, objects=(_obj("x", 0, 0, 0.5, 0.5), _obj("y"))
+        ),
         ImageRecord(image="b.jpg", width=100, height=50, objects=(_obj("x"),)),
         ImageRecord(image="c.jpg", width=100, height=50),
     ]
@@ -193,16 +205,36 @@ def test_validate_reports_every_problem(tmp_path: Path) -> None:
 
 def test_collector_modes() -> None:
     col = ProblemCollector("collect", file="labels.jsonl")
-    col.add(ProblemKind.CLIPPED, "clipped", severity=Severity.WARNING, location="line 3", got=1.0004)
-    col.add(ProblemKind.OUT_OF_RANGE, "outside", location="line 4", field="topX", expected="[0, 1]", got=3)
+    col.add(
+        ProblemKind.CLIPPED, "clipped", severity=Severity.WARNING, location="line 3", got=1.0004
+    )
+    col.add(
+        ProblemKind.OUT_OF_RANGE,
+        "outside",
+        location="line 4",
+        field="topX",
+        expected="[0, 1]",
+        got=3,
+    )
     report = col.report()
     assert len(report.errors) == 1 and len(report.warnings) == 1
     assert str(report.errors[0]) == "labels.jsonl, line 4: topX: outside (expected [0, 1], got 3)"
     strict = ProblemCollector("raise", file="a.json")
     strict.add(ProblemKind.CLIPPED, "clipped", severity=Severity.WARNING)  # warnings never raise
     with pytest.raises(InvalidAnnotationError) as info:
-        strict.add(ProblemKind.BAD_VALUE, "bad", location="annotations[2]", field="bbox", expected="4 numbers", got="abc")
-    assert (info.value.file, info.value.location, info.value.field) == ("a.json", "annotations[2]", "bbox")
+        strict.add(
+            ProblemKind.BAD_VALUE,
+            "bad",
+            location="annotations[2]",
+            field="bbox",
+            expected="4 numbers",
+            got="abc",
+        )
+    assert (info.value.file, info.value.location, info.value.field) == (
+        "a.json",
+        "annotations[2]",
+        "bbox",
+    )
     with pytest.raises(ValueError, match="errors"):
         ProblemCollector("ignore")  # type: ignore[arg-type]
     assert ValidationReport().ok and ValidationReport().to_text() == "No problems found."

@@ -7,9 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import detectkit
 
-HEAVY = ("azure", "mlflow", "matplotlib", "torch", "torchvision", "fastapi", "uvicorn", "pandas", "scipy")
+HEAVY = (
+    "azure",
+    "mlflow",
+    "matplotlib",
+    "torch",
+    "torchvision",
+    "fastapi",
+    "uvicorn",
+    "pandas",
+    "scipy",
+)
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -44,12 +56,8 @@ def test_all_names_resolve_and_are_sorted() -> None:
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
-    try:
+    with pytest.raises(AttributeError, match="does_not_exist"):
         detectkit.does_not_exist  # noqa: B018
-    except AttributeError as exc:
-        assert "does_not_exist" in str(exc)
-    else:  # pragma: no cover
-        raise AssertionError("expected AttributeError")
 
 
 def test_py_typed_marker_ships() -> None:
@@ -64,3 +72,9 @@ def test_every_module_imports() -> None:
         if name.endswith("__main__"):
             continue
         importlib.import_module(name)
+
+
+def test_lazy_table_matches_all() -> None:
+    from detectkit import _LAZY
+
+    assert set(_LAZY) == set(detectkit.__all__) - {"__version__"}

@@ -14,7 +14,9 @@ from detectkit.synthetic import make_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="quickstart-data", help="folder to write into")
     parser.add_argument("--images", type=int, default=24, help="number of images to generate")
     args = parser.parse_args(argv)

@@ -91,7 +91,10 @@ class Box(BaseModel):
         """Build a box from pixel corners of an image ``width`` x ``height``."""
         _check_size(width, height)
         return cls(
-            top_x=x_min / width, top_y=y_min / height, bottom_x=x_max / width, bottom_y=y_max / height
+            top_x=x_min / width,
+            top_y=y_min / height,
+            bottom_x=x_max / width,
+            bottom_y=y_max / height,
         )
 
     @classmethod

@@ -64,14 +64,18 @@ def _build_parser() -> argparse.ArgumentParser:
     conv.add_argument("src", metavar="SRC", help="annotation file or folder to read")
     conv.add_argument("dst", metavar="DST", help="file or folder to write")
     conv.add_argument("--to", required=True, choices=_FORMATS, help="output format")
-    conv.add_argument("--from", dest="from_", choices=_FORMATS, help="input format (default: recognised)")
+    conv.add_argument(
+        "--from", dest="from_", choices=_FORMATS, help="input format (default: recognised)"
+    )
     conv.add_argument(
         "--image-base-url",
         metavar="URL",
         help="rewrite image references under this URL (azureml and coco), e.g. "
         "azureml://subscriptions/.../datastores/workspaceblobstore/paths/cards/",
     )
-    conv.add_argument("--images-root", metavar="DIR", help="folder the source's image paths are relative to")
+    conv.add_argument(
+        "--images-root", metavar="DIR", help="folder the source's image paths are relative to"
+    )
     conv.add_argument(
         "--no-copy-images",
         action="store_true",
@@ -86,7 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=_cmd_convert)
 
     stats = ds_sub.add_parser(
-        "stats", help="print counts per class and box statistics", description="Summarise a data set."
+        "stats",
+        help="print counts per class and box statistics",
+        description="Summarise a data set.",
     )
     stats.add_argument("src", metavar="SRC", help="annotation file or folder")
     stats.add_argument("--from", dest="from_", choices=_FORMATS, help="input format")
@@ -132,7 +138,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "results) on IMAGE and write a PNG.",
     )
     draw.add_argument("image", metavar="IMAGE", help="image file")
-    draw.add_argument("--prediction", required=True, metavar="RESPONSE.json", help="scoring response")
+    draw.add_argument(
+        "--prediction", required=True, metavar="RESPONSE.json", help="scoring response"
+    )
     draw.add_argument("--out", required=True, metavar="OUT.png", help="output image")
     draw.add_argument("--min-score", type=float, default=None, help="hide boxes scoring below this")
     draw.set_defaults(func=_cmd_draw)
@@ -147,10 +155,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("ground_truth", metavar="GROUND_TRUTH", help="labeled data set")
     ev.add_argument("predictions", metavar="PREDICTIONS", help="predictions file")
     ev.add_argument("--from", dest="from_", choices=_FORMATS, help="ground-truth format")
-    ev.add_argument("--images-root", metavar="DIR", help="folder ground-truth image paths are relative to")
+    ev.add_argument(
+        "--images-root", metavar="DIR", help="folder ground-truth image paths are relative to"
+    )
     ev.add_argument("--plots", metavar="DIR", help="write PR curves and the confusion matrix here")
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
-    ev.add_argument("--score-threshold", type=float, default=0.5, help="for P/R/F1 and the confusion matrix")
+    ev.add_argument(
+        "--score-threshold", type=float, default=0.5, help="for P/R/F1 and the confusion matrix"
+    )
     ev.set_defaults(func=_cmd_evaluate)
 
     # local backend -----------------------------------------------------------------
@@ -160,7 +172,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Generate a small data set, validate it, train a model, register it, serve "
         "it on 127.0.0.1, predict, evaluate and draw, all locally (needs the [local] extra).",
     )
-    demo.add_argument("--root", default="detectkit-demo", help="project folder (default detectkit-demo)")
+    demo.add_argument(
+        "--root", default="detectkit-demo", help="project folder (default detectkit-demo)"
+    )
     demo.add_argument("--quick", action="store_true", help="a tiny run for smoke tests (seconds)")
     demo.set_defaults(func=_cmd_demo)
 
@@ -221,7 +235,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     if args.plot:
         fig = dataset.plot_class_distribution()
         fig.savefig(args.plot, dpi=120, bbox_inches="tight")
-        print(f"class distribution chart: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+        print(
+            f"class distribution chart: {args.plot}", file=sys.stderr if args.json else sys.stdout
+        )
     return 0
 
 
@@ -313,4 +329,3 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
-

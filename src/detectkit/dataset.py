@@ -404,7 +404,9 @@ class LabeledDataset:
                 chosen = shuffled[k][taken[k] : taken[k] + counts[k]]
                 part_of[chosen] = code
                 taken[k] += len(chosen)
-        parts = [[r for r, p in zip(self._records, part_of, strict=True) if p == c] for c in range(3)]
+        parts = [
+            [r for r, p in zip(self._records, part_of, strict=True) if p == c] for c in range(3)
+        ]
         return DatasetSplit(*(self._replace(p) for p in parts))
 
     # ------------------------------------------------------------------ statistics
@@ -469,7 +471,9 @@ class LabeledDataset:
         col = ProblemCollector("collect")
         known = set(self._classes)
         seen: dict[str, int] = {}
-        records = track(self._records, description="validating", enabled=None if progress else False)
+        records = track(
+            self._records, description="validating", enabled=None if progress else False
+        )
         for i, r in enumerate(records):
             loc = f"record {i} ({r.name})"
             if r.image in seen:
@@ -641,9 +645,7 @@ class LabeledDataset:
         ds, report = read_yolo(path, errors=errors)
         return ds if errors == "raise" else (ds, report)
 
-    def to_coco(
-        self, path: str | os.PathLike[str], *, image_base_url: str | None = None
-    ) -> Path:
+    def to_coco(self, path: str | os.PathLike[str], *, image_base_url: str | None = None) -> Path:
         """Write a COCO JSON file. See :func:`detectkit.formats.coco.write_coco`."""
         from detectkit.formats.coco import write_coco
 

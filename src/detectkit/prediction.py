@@ -51,7 +51,7 @@ class DetectedBox(NamedTuple):
 
 
 def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    array.flags.writeable = False
+    array.setflags(write=False)
     return array
 
 
@@ -330,6 +330,8 @@ class Prediction:
                 raise InvalidInputError(
                     f"Prediction: {name}: expected a pixel count > 0 or None, got {value!r}"
                 )
+            if value is not None:
+                object.__setattr__(self, name, int(value))
         if not isinstance(self.detections, Detections):
             raise InvalidInputError(
                 f"Prediction: detections: expected Detections, got {type(self.detections).__name__}"

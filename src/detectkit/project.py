@@ -63,9 +63,7 @@ class Datasets:
             raise InvalidInputError(
                 f"dataset {name!r} has problems; nothing was uploaded:\n{report.to_text(limit=10)}"
             )
-        return self._backend.create_dataset(
-            name, dataset, version=version, description=description
-        )
+        return self._backend.create_dataset(name, dataset, version=version, description=description)
 
     def get(self, name: str, version: str | None = None) -> DatasetAsset:
         """A data asset (latest version by default)."""
@@ -212,7 +210,11 @@ class Project:
 
     @classmethod
     def from_config(
-        cls, path: str | os.PathLike[str] | None = None, *, credential: Any = None, **client_kwargs: Any
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        credential: Any = None,
+        **client_kwargs: Any,
     ) -> Project:
         """A project on the workspace named in an Azure ML ``config.json``.
 
@@ -225,7 +227,9 @@ class Project:
         except ValueError as exc:
             raise InvalidInputError(f"{config_path}: not valid JSON ({exc})") from exc
         if not isinstance(data, dict):
-            raise InvalidInputError(f"{config_path}: expected a JSON object, got {type(data).__name__}")
+            raise InvalidInputError(
+                f"{config_path}: expected a JSON object, got {type(data).__name__}"
+            )
         values = {}
         for key, alternatives in (
             ("subscription_id", ("subscription_id", "Subscription")),
@@ -367,22 +371,17 @@ class Project:
         """
         from detectkit.settings import DeploymentSettings
 
-        _check_endpoint_name(endpoint)
-        _check_name(deployment, "deployment")
+        _check_endpoint_name(endpoint, "endpoint")
+        _check_endpoint_name(deployment, "deployment")
         if isinstance(model, str):
             name, _, version = model.partition(":")
             model = self.models.get(name, version or None)
-        base = (
-            settings
-            if isinstance(settings, DeploymentSettings)
-            else DeploymentSettings.model_validate(dict(settings or {}))
-        )
         updates: dict[str, Any] = {}
         if instance_type is not None:
             updates["instance_type"] = instance_type
         if instance_count is not None:
             updates["instance_count"] = instance_count
-        resolved = DeploymentSettings.model_validate({**base.model_dump(), **updates})
+        resolved = DeploymentSettings.build(settings, **updates)
         info = self._backend.deploy(model.info, endpoint, deployment, resolved)
         return Endpoint(self._backend, info)
 
@@ -409,12 +408,14 @@ def _check_name(name: str, field: str) -> None:
         )
 
 
-def _check_endpoint_name(name: str) -> None:
+def _check_endpoint_name(name: str, field: str) -> None:
     import re
 
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]", name):
+    if not isinstance(name, str) or not re.fullmatch(
+        r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]", name
+    ):
         raise InvalidInputError(
-            "endpoint: expected 3-32 characters, starting with a letter, letters, digits and "
+            f"{field}: expected 3-32 characters, starting with a letter, letters, digits and "
             f"dashes only, not ending with a dash (Azure's rule), got {name!r}"
         )
 

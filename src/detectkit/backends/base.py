@@ -32,7 +32,11 @@ class ModelSource:
     __slots__ = ("path", "run_name", "trial_name")
 
     def __init__(
-        self, *, run_name: str | None = None, trial_name: str | None = None, path: Path | None = None
+        self,
+        *,
+        run_name: str | None = None,
+        trial_name: str | None = None,
+        path: Path | None = None,
     ) -> None:
         self.run_name = run_name
         self.trial_name = trial_name

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord
@@ -211,3 +217,51 @@ class RefWriter:
         if self._base is not None:
             return self._base + (rel if rel is not None else record.name)
         return rel if rel is not None else resolved
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_set_attr = object.__setattr__
+_ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
+
+
+def trusted_model(cls: type[_M], values: dict[str, Any]) -> _M:
+    """``cls.model_construct(**values)`` for values the reader has checked: faster and smaller.
+
+    For the frozen value models readers build by the hundred thousand (``Box``,
+    ``ObjectAnnotation``, ``ImageRecord``). ``values`` must name every field of ``cls`` and
+    becomes the model's ``__dict__``. ``model_construct`` walks every field in Python (2.4 us
+    per object against 1.1 us here, pydantic 2.12) and gives each object its own
+    ``model_fields_set``; here every object of a class shares one set of all field names (216
+    bytes saved per object, 40 % of a box's memory). That is safe for frozen models: pydantic
+    copies the set before ``model_copy(update=...)`` changes it, and assignment is refused.
+    """
+    fields = _ALL_FIELDS.get(cls)
+    if fields is None:
+        fields = _ALL_FIELDS[cls] = set(cls.model_fields)
+    if len(values) != len(fields):
+        raise TypeError(
+            f"{cls.__name__}: expected values for {sorted(fields)}, got {sorted(values)}"
+        )
+    obj = cls.__new__(cls)
+    _set_attr(obj, "__dict__", values)
+    _set_attr(obj, "__pydantic_fields_set__", fields)
+    _set_attr(obj, "__pydantic_extra__", None)
+    _set_attr(obj, "__pydantic_private__", None)
+    return obj
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a reader builds many objects.
+
+    Records, objects and boxes hold no reference cycles, but every allocation counts towards a
+    collection, and repeated full collections over a growing heap made reading 400,000 boxes
+    about twice as slow. The collector's previous state is restored on exit.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

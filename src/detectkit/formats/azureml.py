@@ -27,7 +27,14 @@ from pathlib import Path
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError, NotFoundError
-from detectkit.formats._common import RefResolver, RefWriter, make_box, to_float
+from detectkit.formats._common import (
+    RefResolver,
+    RefWriter,
+    gc_paused,
+    make_box,
+    to_float,
+    trusted_model,
+)
 from detectkit.images import IMAGE_EXTENSIONS, is_remote
 from detectkit.validation import (
     ErrorMode,
@@ -107,7 +114,10 @@ def mltable_paths(path: str | os.PathLike[str]) -> list[Path]:
         elif kind == "folder":
             if not target.is_dir():
                 raise NotFoundError(f"{p}: paths: folder {value!r} does not exist ({target})")
-            files += sorted(target.glob("*.jsonl"))
+            found = sorted(target.glob("*.jsonl"))
+            if not found:
+                raise NotFoundError(f"{p}: paths: folder {value!r} holds no *.jsonl file")
+            files += found
         else:
             matches = sorted(base.glob(value))
             if not matches:
@@ -245,10 +255,11 @@ def read_azureml(
     files = _jsonl_files(Path(path))
     col = ProblemCollector(errors)
     records: list[ImageRecord] = []
-    for file in files:
-        col.file = str(file)
-        base = Path(images_root) if images_root is not None else file.parent
-        _read_jsonl(file, RefResolver(base, col), col, records)
+    with gc_paused():
+        for file in files:
+            col.file = str(file)
+            base = Path(images_root) if images_root is not None else file.parent
+            _read_jsonl(file, RefResolver(base, col), col, records)
     root = Path(images_root) if images_root is not None else files[0].parent if files else None
     return LabeledDataset(records, root=root), col.report()
 
@@ -356,8 +367,9 @@ def _parse_line(
             else None,
         )
         return None
-    return ImageRecord.model_construct(
-        image=image, width=width, height=height, format=fmt, objects=objects
+    return trusted_model(
+        ImageRecord,
+        {"image": image, "width": width, "height": height, "format": fmt, "objects": objects},
     )
 
 
@@ -365,8 +377,6 @@ def _parse_objects(
     labels: list[object], loc: str, col: ProblemCollector
 ) -> tuple[ObjectAnnotation, ...]:
     objects: list[ObjectAnnotation] = []
-    construct = ObjectAnnotation.model_construct
-    trusted = Box.trusted
     for j, item in enumerate(labels):
         if type(item) is not dict:
             col.add(
@@ -400,7 +410,7 @@ def _parse_objects(
             and 0.0 <= x1 <= x2 <= 1.0
             and 0.0 <= y1 <= y2 <= 1.0
         ):
-            box = trusted(x1, y1, x2, y2)
+            box = trusted_model(Box, {"top_x": x1, "top_y": y1, "bottom_x": x2, "bottom_y": y2})
         else:
             checked = _checked_box(item, col, f"{loc} label[{j}] ({name})")
             if checked is None:
@@ -424,7 +434,12 @@ def _parse_objects(
                 )
                 continue
             is_crowd = parsed
-        objects.append(construct(label=name, box=box, is_crowd=is_crowd, score=None))
+        objects.append(
+            trusted_model(
+                ObjectAnnotation,
+                {"label": name, "box": box, "is_crowd": is_crowd, "score": None},
+            )
+        )
     return tuple(objects)
 
 

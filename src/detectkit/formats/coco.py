@@ -21,7 +21,7 @@ from typing import Any, Literal
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError, NotFoundError
-from detectkit.formats._common import RefResolver, RefWriter, make_box
+from detectkit.formats._common import RefResolver, RefWriter, gc_paused, make_box, trusted_model
 from detectkit.images import image_info, is_remote
 from detectkit.validation import (
     ErrorMode,
@@ -100,9 +100,20 @@ def read_coco(
         NotFoundError: ``path`` does not exist.
         InvalidAnnotationError: ``errors="raise"`` and the file has an error.
     """
+    if bbox_units not in ("auto", "pixels", "normalized"):
+        raise InvalidInputError(
+            f'bbox_units: expected "auto", "pixels" or "normalized", got {bbox_units!r}'
+        )
     file = _coco_file(Path(path))
     col = ProblemCollector(errors, file=str(file))
     base = Path(images_root) if images_root is not None else file.parent
+    with gc_paused():
+        return _read(file, base, bbox_units, col)
+
+
+def _read(
+    file: Path, base: Path, bbox_units: BboxUnits, col: ProblemCollector
+) -> tuple[LabeledDataset, ValidationReport]:
     empty = LabeledDataset([], root=base)
     try:
         with file.open("rb") as fh:
@@ -126,24 +137,25 @@ def read_coco(
             got=type(data).__name__,
         )
         return empty, col.report()
-    if bbox_units not in ("auto", "pixels", "normalized"):
-        raise InvalidInputError(
-            f'bbox_units: expected "auto", "pixels" or "normalized", got {bbox_units!r}'
-        )
     raw_images = _list(data, "images", col, required=True)
-    raw_anns = _list(data, "annotations", col, required=False)
-    classes, names = _read_categories(_list(data, "categories", col, required=True), col)
+    raw_categories = _list(data, "categories", col, required=True)
+    if raw_images is None or raw_categories is None:  # not a detection file: nothing to attach
+        return empty, col.report()
+    raw_anns = _list(data, "annotations", col, required=False) or []
+    classes, names = _read_categories(raw_categories, col)
     units = _detect_units(raw_anns) if bbox_units == "auto" else bbox_units
     images, dropped = _read_images(raw_images, base, units, col)
     _read_annotations(raw_anns, images, dropped, names, units, col)
-    construct = ImageRecord.model_construct
     records = [
-        construct(
-            image=im.image,
-            width=im.width or None,
-            height=im.height or None,
-            format=None,
-            objects=tuple(im.objects),
+        trusted_model(
+            ImageRecord,
+            {
+                "image": im.image,
+                "width": im.width or None,
+                "height": im.height or None,
+                "format": None,
+                "objects": tuple(im.objects),
+            },
         )
         for im in images.values()
     ]
@@ -172,7 +184,9 @@ def _coco_file(p: Path) -> Path:
     )
 
 
-def _list(data: dict[str, Any], key: str, col: ProblemCollector, *, required: bool) -> list[Any]:
+def _list(
+    data: dict[str, Any], key: str, col: ProblemCollector, *, required: bool
+) -> list[Any] | None:
     value = data.get(key)
     if type(value) is list:
         return value
@@ -185,7 +199,7 @@ def _list(data: dict[str, Any], key: str, col: ProblemCollector, *, required: bo
             expected="a list",
             got=None,
         )
-        return []
+        return None
     col.add(
         ProblemKind.MISSING_FIELD if value is None else ProblemKind.BAD_VALUE,
         f"file has no usable {key} list",
@@ -194,7 +208,7 @@ def _list(data: dict[str, Any], key: str, col: ProblemCollector, *, required: bo
         got=value if value is None else type(value).__name__,
         hint="is this a COCO object-detection file?",
     )
-    return []
+    return None
 
 
 def _is_id(value: object) -> bool:
@@ -416,11 +430,10 @@ def _read_annotations(
     units: str,
     col: ProblemCollector,
 ) -> None:
-    construct = ObjectAnnotation.model_construct
-    trusted = Box.trusted
     pixels = units == "pixels"
     seen: set[object] = set()
     for i, a in enumerate(raw):
+        raw[i] = None  # free each parsed annotation as it is used: halves the peak memory
         if type(a) is not dict:
             col.add(
                 ProblemKind.BAD_VALUE,
@@ -499,7 +512,7 @@ def _read_annotations(
             x2 = float(x + w)
             y2 = float(y + h)
         if 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0:
-            box = trusted(x1, y1, x2, y2)
+            box = trusted_model(Box, {"top_x": x1, "top_y": y1, "bottom_x": x2, "bottom_y": y2})
         else:
             checked = make_box(
                 (x1, y1, x2, y2),
@@ -525,7 +538,12 @@ def _read_annotations(
                 got=crowd,
             )
             continue
-        im.objects.append(construct(label=label, box=box, is_crowd=is_crowd, score=None))
+        im.objects.append(
+            trusted_model(
+                ObjectAnnotation,
+                {"label": label, "box": box, "is_crowd": is_crowd, "score": None},
+            )
+        )
 
 
 def _check_annotation_id(aid: object, seen: set[object], i: int, col: ProblemCollector) -> None:
@@ -616,7 +634,6 @@ def write_coco(
         )
     else:
         out = p / "annotations.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     category_ids = {name: k for k, name in enumerate(dataset.classes, 1)}
     sizes = [_record_size(r, k) for k, r in enumerate(dataset.records)]
     for k, record in enumerate(dataset.records):
@@ -627,6 +644,7 @@ def write_coco(
                     f"classes {list(dataset.classes)}; add it to classes or rename it "
                     "(LabeledDataset.rename_labels)"
                 )
+    out.parent.mkdir(parents=True, exist_ok=True)
     refs = RefWriter(out.parent, image_base_url=image_base_url, root=dataset.root)
     encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
     categories = [{"id": k, "name": n, "supercategory": "none"} for n, k in category_ids.items()]

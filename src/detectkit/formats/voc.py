@@ -54,7 +54,6 @@ import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from xml.parsers import expat
@@ -62,8 +61,8 @@ from xml.parsers import expat
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
-from detectkit.formats._common import output_ref, resolve_ref, to_float
-from detectkit.images import image_info, is_remote, resolve_image_path
+from detectkit.formats._common import RefResolver, gc_paused, output_ref, to_float
+from detectkit.images import image_info, is_remote
 from detectkit.validation import (
     ErrorMode,
     ProblemCollector,
@@ -87,14 +86,16 @@ class _ForbiddenXML(Exception):
         self.line = line
 
 
-@dataclass
 class _Element:
     """A parsed XML element with the line it starts on (ElementTree does not keep lines)."""
 
-    tag: str
-    line: int
-    children: list[_Element] = field(default_factory=list)
-    parts: list[str] = field(default_factory=list)
+    __slots__ = ("children", "line", "parts", "tag")
+
+    def __init__(self, tag: str, line: int) -> None:
+        self.tag = tag
+        self.line = line
+        self.children: list[_Element] = []
+        self.parts: list[str] = []
 
     def find(self, tag: str) -> _Element | None:
         return next((c for c in self.children if c.tag == tag), None)
@@ -190,9 +191,14 @@ def read_voc(
     files, default_root = _xml_files(Path(path))
     root = Path(images_root) if images_root is not None else default_root
     col = ProblemCollector(errors)
-    records = [
-        rec for xml_path in files if (rec := _read_file(xml_path, root, difficult, col)) is not None
-    ]
+    probe = RefResolver(root, ProblemCollector("collect"))  # candidates: escapes not reported
+    refs = RefResolver(root, col)
+    with gc_paused():
+        records = [
+            rec
+            for xml_path in files
+            if (rec := _read_file(xml_path, probe, refs, difficult, col)) is not None
+        ]
     return LabeledDataset(records, root=root.resolve()), col.report()
 
 
@@ -219,13 +225,17 @@ def _default_images_root(xml_folder: Path) -> Path:
 
 
 def _read_file(
-    xml_path: Path, images_root: Path, difficult: DifficultMode, col: ProblemCollector
+    xml_path: Path,
+    probe: RefResolver,
+    refs: RefResolver,
+    difficult: DifficultMode,
+    col: ProblemCollector,
 ) -> ImageRecord | None:
-    file = str(xml_path)
+    file = col.file = str(xml_path)  # every problem of this file names it
     doc = _parse_file(xml_path, col)
     if doc is None:
         return None
-    image = _image_ref(doc, images_root, col, file)
+    image = _image_ref(doc, probe, refs, col, file)
     if image is None:
         return None
     size = _image_size(doc, image, col, file)
@@ -284,7 +294,11 @@ def _parse_file(xml_path: Path, col: ProblemCollector) -> _Element | None:
     return doc
 
 
-def _image_ref(doc: _Element, images_root: Path, col: ProblemCollector, file: str) -> str | None:
+def _image_ref(
+    doc: _Element, probe: RefResolver, refs: RefResolver, col: ProblemCollector, file: str
+) -> str | None:
+    """The first of ``<path>``, ``<filename>``, basename of ``<path>`` that exists inside the
+    root (``probe`` reports nothing), else ``<filename>`` (``refs`` reports an escape)."""
     filename = (doc.findtext("filename") or "").replace("\\", "/")
     path = (doc.findtext("path") or "").replace("\\", "/")
     basename = path.rsplit("/", 1)[-1]
@@ -301,17 +315,12 @@ def _image_ref(doc: _Element, images_root: Path, col: ProblemCollector, file: st
         )
         return None
     for ref in candidates:
-        if is_remote(ref):
-            return ref
-        try:
-            resolved = resolve_image_path(images_root, ref)
-        except InvalidAnnotationError:
-            continue  # an annotator's absolute path, skipped: never followed outside the root
-        if resolved.is_file():
-            return str(resolved)
+        resolved = probe.resolve(ref, location="")  # None: escapes the root, never followed
+        if resolved is not None and (is_remote(resolved) or os.path.isfile(resolved)):
+            return resolved
     el = doc.find("filename") or doc.find("path")
     location = f"line {el.line}" if el is not None else "<annotation>"
-    return resolve_ref(filename or basename, images_root, col, location=location, field="filename")
+    return refs.resolve(filename or basename, location=location, field="filename")
 
 
 def _image_size(

@@ -2,11 +2,14 @@
 
 Layout
 ------
-``images/`` holds the images, in split subfolders or not (``images/train/a.jpg``); the labels of
-``images/<sub>/<name>.<ext>`` are in ``labels/<sub>/<name>.txt``, the Ultralytics rule. Every
-image under ``images/`` is read, in every subfolder, sorted by relative path: the split folders
-are not kept (use :meth:`~detectkit.LabeledDataset.split`). A folder without ``images/`` is read
-as the flat layout of LabelImg: images and ``.txt`` files side by side. Hidden files are skipped.
+Images are read from ``images/`` when the folder has one, else from the whole folder, in every
+subfolder, sorted by relative path. The label file of an image follows the Ultralytics rule: the
+last ``images`` folder in its path becomes ``labels`` and the suffix ``.txt``, so
+``images/train/a.jpg`` -> ``labels/train/a.txt`` and, in a Roboflow export,
+``train/images/a.jpg`` -> ``train/labels/a.txt``; an image with no ``images`` folder in its
+path has its ``.txt`` file beside it (the flat layout of LabelImg). The split folders are not
+kept (use :meth:`~detectkit.LabeledDataset.split`). Hidden files are skipped; ``.txt`` files
+outside ``labels`` folders and image folders (``README.txt``) are not label files.
 
 Class names come from ``data.yaml`` (or another ``*.yaml`` in the folder with a ``names`` key),
 else from ``classes.txt`` (one name per line, in the folder or in ``labels/``). ``names`` may be
@@ -47,13 +50,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
-from detectkit.formats._common import CLIP_TOLERANCE, to_float
+from detectkit.formats._common import CLIP_TOLERANCE, gc_paused, to_float
 from detectkit.formats.voc import unique_stems
 from detectkit.images import IMAGE_EXTENSIONS, image_info, is_remote
 from detectkit.validation import (
@@ -112,44 +116,43 @@ def read_yolo(
     root, class_file = (p.parent, p) if p.is_file() else (p, None)
     col = ProblemCollector(errors)
     classes = _read_classes(root, class_file, col)
-    images_dir, labels_dir = (
-        (root / "images", root / "labels") if (root / "images").is_dir() else (root, root)
-    )
+    images_dir = root / "images" if (root / "images").is_dir() else root
     images = sorted(
         (f for f in images_dir.rglob("*") if _is_image(f)),
-        key=lambda f: f.relative_to(images_dir).as_posix(),
+        key=lambda f: f.relative_to(root).as_posix(),
     )
     if not images:
         raise NotFoundError(
             f"{images_dir}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
             "a YOLO data set holds images/ and labels/"
         )
-    if labels_dir != images_dir and not labels_dir.is_dir():
+    if images_dir != root and not (root / "labels").is_dir():
         col.add(
             ProblemKind.MISSING_FIELD,
             "no labels/ folder: every image is read without boxes",
             severity=Severity.WARNING,
-            file=str(labels_dir),
+            file=str(root / "labels"),
             expected="labels/<name>.txt for each image with boxes",
             got="no folder",
         )
     parsed: list[tuple[Path, tuple[int, int, str | None], list[_Label]]] = []
     used: set[Path] = set()
-    for image in images:
-        label_file = labels_dir / image.relative_to(images_dir).with_suffix(".txt")
-        labels = []
-        if label_file.is_file():
-            used.add(label_file)
-            labels = _read_label_file(label_file, col)
-        size = _size(image, col)
-        if size is not None:
-            parsed.append((image, size, labels))
-    for stray in sorted(set(_label_files(labels_dir)) - used):
+    with gc_paused():
+        for image in images:
+            label_file = label_path(image, root)
+            labels = []
+            if label_file.is_file():
+                used.add(label_file)
+                labels = _read_label_file(label_file, col)
+            size = _size(image, col)
+            if size is not None:
+                parsed.append((image, size, labels))
+    for stray in sorted(_label_files(root, {image.parent for image in images}) - used):
         col.add(
             ProblemKind.UNREFERENCED,
             "label file has no image; its boxes were not read",
             file=str(stray),
-            expected=f"an image {stray.stem}.<ext> in {images_dir}",
+            expected=f"an image {stray.stem}.<ext> where the labels/ -> images/ rule puts it",
             got="no image",
             hint="add the image or delete the label file",
         )
@@ -182,14 +185,27 @@ def _is_image(f: Path) -> bool:
     return f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".") and f.is_file()
 
 
-def _label_files(labels_dir: Path) -> list[Path]:
-    if not labels_dir.is_dir():
-        return []
-    return [
+def label_path(image: Path, root: Path) -> Path:
+    """The label file of ``image``: the last ``images`` folder of its path (below ``root``)
+    becomes ``labels`` and the suffix ``.txt`` (the Ultralytics rule); without an ``images``
+    folder, the ``.txt`` file beside the image."""
+    parts = list(image.relative_to(root).parts)
+    folders = parts[:-1]
+    if "images" in folders:
+        parts[len(folders) - 1 - folders[::-1].index("images")] = "labels"
+    return root.joinpath(*parts).with_suffix(".txt")
+
+
+def _label_files(root: Path, image_folders: set[Path]) -> set[Path]:
+    """The ``.txt`` files that are label files: in a ``labels`` folder or beside images."""
+    return {
         f
-        for f in labels_dir.rglob("*.txt")
-        if f.name != "classes.txt" and not f.name.startswith(".") and f.is_file()
-    ]
+        for f in root.rglob("*.txt")
+        if f.name != "classes.txt"
+        and not f.name.startswith(".")
+        and ("labels" in f.relative_to(root).parts[:-1] or f.parent in image_folders)
+        and f.is_file()
+    }
 
 
 def _size(image: Path, col: ProblemCollector) -> tuple[int, int, str | None] | None:
@@ -500,33 +516,42 @@ def parse_data_yaml(text: str) -> tuple[list[str] | None, int | None]:
     return names, nc
 
 
-def _strip_comment(line: str) -> str:
+def _unquoted(text: str) -> Iterator[tuple[int, str]]:
+    """Positions and characters of ``text`` that lie outside quoted strings.
+
+    As in YAML, a quote starts a quoted string only at the start of a scalar (``queen's`` is
+    plain text); ``\\"`` escapes a quote inside double quotes, ``''`` one inside single quotes.
+    """
     quote = ""
-    for k, ch in enumerate(line):
+    escaped = False
+    prev = ""  # the last non-blank character outside quotes
+    for k, ch in enumerate(text):
         if quote:
-            if ch == quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote == '"':
+                escaped = True
+            elif ch == quote:
                 quote = ""
-        elif ch in "'\"":
+        elif ch in "'\"" and prev in ("", "[", "{", ",", ":", "-"):
             quote = ch
-        elif ch == "#" and (k == 0 or line[k - 1] in " \t"):
+        else:
+            if not ch.isspace():
+                prev = ch
+            yield k, ch
+
+
+def _strip_comment(line: str) -> str:
+    for k, ch in _unquoted(line):
+        if ch == "#" and (k == 0 or line[k - 1] in " \t"):
             return line[:k].rstrip()
     return line.rstrip()
 
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside quotes."""
-    parts, quote, start = [], "", 0
-    for k, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == sep:
-            parts.append(text[start:k])
-            start = k + 1
-    parts.append(text[start:])
-    return parts
+    cuts = [k for k, ch in _unquoted(text) if ch == sep]
+    return [text[a + 1 : b] for a, b in zip([-1, *cuts], [*cuts, len(text)], strict=True)]
 
 
 def _closed(flow: str) -> bool:

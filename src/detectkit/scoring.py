@@ -1,0 +1,933 @@
+"""The Azure ML AutoML object-detection scoring contract: requests in, :class:`Prediction` out.
+
+One module, no HTTP: the backends send the bytes, this module builds and reads them, so the
+Azure endpoint, a local server and batch scoring all share one parser.
+
+**Request** (MLflow AutoML models)::
+
+    {"input_data": {"columns": ["image"], "data": ["<base64 image file>", ...]}}
+
+**Online response**: a JSON list, one element per image, in request order, with no file name::
+
+    [{"boxes": [{"box": {"topX": 0.224, "topY": 0.285, "bottomX": 0.399, "bottomY": 0.620},
+                 "label": "milk_bottle", "score": 0.937}, ...]}, ...]
+
+Coordinates are normalized (pixel / image width or height). Models emit values a hair outside
+``[0, 1]`` (``-0.0001``): within :data:`CLIP_TOLERANCE` they are clipped; beyond it the response
+is refused (pixel coordinates, most likely). A body that is a JSON *string* holding the JSON
+list (a scoring script that returned ``json.dumps(...)``) is decoded twice.
+
+**Batch output** (``predictions.csv`` / ``.jsonl``): one JSON object per line,
+``{"filename": "<path on the compute>", "boxes": [...]}``.
+
+**Class vocabulary.** Every :class:`Prediction` of one call shares one class list, so class ids
+compare across images. With ``classes=`` (the model's ``labels.json`` or ``dataset.classes``)
+labels index that list and a label outside it is an error (model and class list do not
+match). Without it, the list is the *sorted* set of labels in the whole response, the same
+rule :class:`~detectkit.LabeledDataset` uses, so it does not depend on response order.
+
+**Errors** are :class:`~detectkit.InvalidResponseError` naming the element and the key, e.g.
+``response[3].boxes[7].box: missing key "topX"``. Parsing is one vectorized pass after
+``json.loads``; only a response that fails it is walked element by element to find the first
+problem.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import accumulate, chain
+from operator import gt, itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from detectkit.errors import InvalidInputError, InvalidResponseError, NotFoundError
+from detectkit.prediction import Detections, Prediction
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+__all__ = [
+    "CLIP_TOLERANCE",
+    "COORDINATE_KEYS",
+    "ImageInput",
+    "build_request",
+    "decode_request",
+    "encode_request",
+    "format_response",
+    "image_sizes",
+    "parse_batch_output",
+    "parse_onnx_output",
+    "parse_response",
+    "parse_yolo_onnx_output",
+]
+
+#: One image for a request: a file path, encoded image bytes, a Pillow image or a ``uint8``
+#: array ``(height, width[, 3 | 4])``.
+ImageInput: TypeAlias = (
+    "str | os.PathLike[str] | bytes | bytearray | PILImage.Image | npt.NDArray[Any]"
+)
+
+#: The keys of a response box, in ``xyxy`` order.
+COORDINATE_KEYS = ("topX", "topY", "bottomX", "bottomY")
+
+#: How far outside ``[0, 1]`` a normalized coordinate may be and still be clipped.
+CLIP_TOLERANCE = 0.01
+
+FloatArray = npt.NDArray[np.float64]
+Size = tuple[int, int]
+
+_BOXES = itemgetter("boxes")
+_BOX = itemgetter("box")
+_COORDS = itemgetter(*COORDINATE_KEYS)
+_LABEL = itemgetter("label")
+_SCORE = itemgetter("score")
+_NUMBER_TYPES = frozenset((float, int))
+_EXIF_ORIENTATION = 0x0112
+_CONTRACT = '[{"boxes": [{"box": {"topX", "topY", "bottomX", "bottomY"}, "label", "score"}]}]'
+
+
+# ===================================================================== requests
+def build_request(images: ImageInput | Iterable[ImageInput]) -> dict[str, Any]:
+    """The JSON body (as a dict) that asks an AutoML endpoint to score ``images``.
+
+    Files and bytes are sent as they are (the server decodes them); Pillow images and numpy
+    arrays are encoded as PNG (lossless).
+
+    Args:
+        images: One image or a list: file paths, encoded image bytes, Pillow images, or
+            ``uint8`` arrays ``(height, width, 3)`` in RGB order (not OpenCV's BGR).
+
+    Returns:
+        ``{"input_data": {"columns": ["image"], "data": [<base64>, ...]}}``.
+
+    Raises:
+        NotFoundError: An image file does not exist.
+        InvalidInputError: An input is not an image, or the list is empty.
+
+    Example:
+        >>> import numpy as np
+        >>> body = build_request(np.zeros((4, 6, 3), np.uint8))
+        >>> body["input_data"]["columns"], len(body["input_data"]["data"])
+        (['image'], 1)
+    """
+    items = _as_image_list(images)
+    data = [
+        base64.b64encode(_encoded_bytes(item, f"images[{i}]")).decode("ascii")
+        for i, item in enumerate(items)
+    ]
+    return {"input_data": {"columns": ["image"], "data": data}}
+
+
+def encode_request(images: ImageInput | Iterable[ImageInput]) -> bytes:
+    """:func:`build_request` serialized: the bytes to POST (``Content-Type: application/json``)."""
+    return json.dumps(build_request(images), separators=(",", ":")).encode("utf-8")
+
+
+def decode_request(body: bytes | str | Mapping[str, Any]) -> list[bytes]:
+    """The encoded image files of a scoring request (the server side of :func:`build_request`).
+
+    Accepts base64 with or without line breaks (``base64.encodebytes`` or ``b64encode``), and
+    rows as strings or one-element lists (pandas ``split`` orient).
+
+    Raises:
+        InvalidInputError: The body does not follow the request contract.
+    """
+    if isinstance(body, Mapping):
+        request: Any = body
+    else:
+        try:
+            request = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"request: not valid JSON ({exc})") from exc
+    if not isinstance(request, Mapping) or "input_data" not in request:
+        got = sorted(request) if isinstance(request, Mapping) else _describe(request)
+        raise InvalidInputError(
+            f'request: missing key "input_data" (expected {{"input_data": {{"columns": '
+            f'["image"], "data": [<base64>, ...]}}}}, got {got}); MLflow "dataframe_split" '
+            'and "inputs" bodies are not accepted by AutoML endpoints'
+        )
+    table = request["input_data"]
+    if not isinstance(table, Mapping) or not isinstance(table.get("data"), list):
+        raise InvalidInputError(
+            f'request.input_data: expected {{"columns": ["image"], "data": [...]}}, '
+            f"got {_describe(table)}"
+        )
+    columns = table.get("columns", ["image"])
+    if columns != ["image"]:
+        raise InvalidInputError(
+            f'request.input_data.columns: expected ["image"], got {_describe(columns)}'
+        )
+    images = []
+    for i, row in enumerate(table["data"]):
+        value = row[0] if isinstance(row, list) and len(row) == 1 else row
+        if not isinstance(value, str | bytes):
+            raise InvalidInputError(
+                f"request.input_data.data[{i}]: expected a base64 string, got {_describe(value)}"
+            )
+        try:
+            images.append(base64.b64decode(value))
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"request.input_data.data[{i}]: not valid base64 ({exc})"
+            ) from exc
+    return images
+
+
+def image_sizes(images: ImageInput | Iterable[ImageInput]) -> list[Size]:
+    """Displayed ``(width, height)`` of each image, to turn normalized boxes into pixels.
+
+    Files and encoded bytes honour EXIF orientation (see :func:`detectkit.images.image_size`);
+    only headers are read. Pillow images and arrays give their pixel size.
+    """
+    from detectkit.images import image_info
+
+    sizes = []
+    for i, item in enumerate(_as_image_list(images)):
+        if isinstance(item, str | os.PathLike):
+            info = image_info(item)
+            sizes.append((info.width, info.height))
+        elif isinstance(item, bytes | bytearray | memoryview):
+            sizes.append(_encoded_size(bytes(item), f"images[{i}]"))
+        elif isinstance(item, np.ndarray):
+            _check_array(item, f"images[{i}]")
+            sizes.append((int(item.shape[1]), int(item.shape[0])))
+        elif _is_pil(item):
+            sizes.append((int(item.size[0]), int(item.size[1])))
+        else:
+            raise _not_an_image(item, f"images[{i}]")
+    return sizes
+
+
+def _is_pil(obj: object) -> bool:
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "save")
+
+
+def _is_single(images: object) -> bool:
+    if isinstance(images, str | os.PathLike | bytes | bytearray | memoryview):
+        return True
+    if isinstance(images, np.ndarray):
+        return images.ndim in (2, 3)
+    return _is_pil(images)
+
+
+def _as_image_list(images: Any) -> list[Any]:
+    if _is_single(images):
+        return [images]
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return list(images)
+        raise InvalidInputError(
+            f"images: expected an array (height, width, 3) or a batch (n, height, width, 3), "
+            f"got shape {images.shape}"
+        )
+    try:
+        items = list(images)
+    except TypeError:
+        raise _not_an_image(images, "images") from None
+    if not items:
+        raise InvalidInputError("images: expected at least one image, got an empty list")
+    return items
+
+
+def _not_an_image(item: object, where: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{where}: expected a file path, encoded image bytes, a Pillow image or a uint8 "
+        f"array, got {type(item).__name__}"
+    )
+
+
+def _encoded_bytes(item: Any, where: str) -> bytes:
+    if isinstance(item, str | os.PathLike):
+        path = Path(item)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{where}: image file not found: {path}") from exc
+        except IsADirectoryError as exc:
+            raise InvalidInputError(
+                f"{where}: expected an image file, got a folder: {path}"
+            ) from exc
+        _encoded_size(raw, f"{where} ({path})")
+        return raw
+    if isinstance(item, bytes | bytearray | memoryview):
+        raw = bytes(item)
+        _encoded_size(raw, where)
+        return raw
+    if isinstance(item, np.ndarray):
+        from PIL import Image
+
+        _check_array(item, where)
+        return _png(Image.fromarray(np.ascontiguousarray(item)))
+    if _is_pil(item):
+        return _png(item)
+    raise _not_an_image(item, where)
+
+
+def _png(image: PILImage.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _check_array(array: npt.NDArray[Any], where: str) -> None:
+    shape = array.shape
+    if not (array.ndim == 2 or (array.ndim == 3 and shape[2] in (1, 3, 4))):
+        raise InvalidInputError(
+            f"{where}: expected an image array (height, width, 3), got shape {shape}"
+        )
+    if array.dtype != np.uint8:
+        raise InvalidInputError(
+            f"{where}: expected a uint8 image array, got {array.dtype}; convert it with "
+            "(array * 255).clip(0, 255).astype(np.uint8) if its values are in [0, 1]"
+        )
+    if shape[0] == 0 or shape[1] == 0:
+        raise InvalidInputError(f"{where}: expected a non-empty image, got shape {shape}")
+
+
+def _encoded_size(raw: bytes, where: str) -> Size:
+    """Displayed size of encoded image bytes (header only); raise if they are not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not raw:
+        raise InvalidInputError(f"{where}: expected an encoded image, got empty bytes")
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            width, height = im.size
+            try:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+            except Exception:  # a broken EXIF block must not hide the image itself
+                orientation = 1
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidInputError(
+            f"{where}: not an image Pillow can read (expected JPEG, PNG, BMP, TIFF or WebP "
+            f"file bytes, got {raw[:12]!r}...); pass raw pixels as a uint8 array instead"
+        ) from exc
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+# ===================================================================== online response
+def parse_response(
+    body: bytes | str | list[Any],
+    *,
+    images: ImageInput | Iterable[ImageInput] | None = None,
+    sizes: Sequence[Size | None] | None = None,
+    classes: Sequence[str] | None = None,
+) -> list[Prediction]:
+    """Read an online endpoint's answer: one :class:`Prediction` per image, in request order.
+
+    Args:
+        body: The response body (bytes or text), or the already decoded JSON list.
+        images: The images sent, in order. File paths become ``Prediction.image``; sizes are
+            read from them (EXIF-aware, headers only) unless ``sizes`` is given.
+        sizes: ``(width, height)`` of each image, so pixel conversions work.
+        classes: The model's class list (``labels.json``). Default: the sorted labels of
+            the response (see the module docs).
+
+    Raises:
+        InvalidResponseError: The body does not follow the contract; the message names the
+            element and key (``response[3].boxes[7].box: missing key "topX"``), or the
+            number of elements differs from the number of images sent.
+
+    Example:
+        >>> body = '[{"boxes": [{"box": {"topX": 0.1, "topY": 0.2, "bottomX": 0.5, "bottomY": 0.6}, "label": "can", "score": 0.9}]}]'
+        >>> (pred,) = parse_response(body, sizes=[(200, 100)])
+        >>> pred.labels.tolist(), pred.to_pixels().tolist()
+        (['can'], [[20.0, 20.0, 100.0, 60.0]])
+    """
+    data = _load_json(body)
+    refs, dims = _image_refs(images, sizes, len(data))
+    detections = _convert(data, classes, lambda i, path: f"response[{i}]{path}")
+    return [
+        Prediction(
+            image=ref,
+            width=None if dim is None else dim[0],
+            height=None if dim is None else dim[1],
+            detections=det,
+        )
+        for ref, dim, det in zip(refs, dims, detections, strict=True)
+    ]
+
+
+def format_response(predictions: Iterable[Prediction | Detections]) -> list[dict[str, Any]]:
+    """The online response for ``predictions`` (what an AutoML endpoint returns).
+
+    ``json.dumps`` of the result is a body :func:`parse_response` reads back unchanged.
+    """
+    out = []
+    for item in predictions:
+        det = item.detections if isinstance(item, Prediction) else item
+        names = det.classes
+        out.append(
+            {
+                "boxes": [
+                    {
+                        "box": dict(zip(COORDINATE_KEYS, row, strict=True)),
+                        "label": names[cid],
+                        "score": score,
+                    }
+                    for row, score, cid in zip(
+                        det.xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist(), strict=True
+                    )
+                ]
+            }
+        )
+    return out
+
+
+def _load_json(body: bytes | str | list[Any]) -> list[Any]:
+    data: Any = body
+    if type(body) is list:
+        return body
+    if isinstance(body, bytes | bytearray | memoryview | str):
+        text = bytes(body) if isinstance(body, memoryview) else body
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            size = len(text)
+            raise InvalidResponseError(
+                f"response: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}, "
+                f"character {exc.pos} of {size}); starts with {text[:60]!r}\n  hint: a body "
+                "cut short usually means a timeout or size limit on the way; an HTML or "
+                "plain-text body is an error page, not a scoring answer"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidResponseError(f"response: not UTF-8 text ({exc})") from exc
+        if isinstance(data, str):  # a scoring script returned json.dumps(...): encoded twice
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError:
+                raise InvalidResponseError(
+                    f"response: expected a JSON list ({_CONTRACT}), got a JSON string {data[:80]!r}"
+                ) from None
+    if isinstance(data, Mapping):
+        detail = data.get("message") or data.get("error")
+        raise InvalidResponseError(
+            f"response: expected a JSON list with one element per image ({_CONTRACT}), got an "
+            f"object with keys {sorted(data)}" + (f": {str(detail)[:200]}" if detail else "")
+        )
+    if not isinstance(data, list):
+        raise InvalidResponseError(
+            f"response: expected a JSON list with one element per image ({_CONTRACT}), "
+            f"got {_describe(data)}"
+        )
+    return data
+
+
+def _image_refs(
+    images: Any, sizes: Sequence[Size | None] | None, n: int
+) -> tuple[list[str | None], list[Size | None]]:
+    refs: list[str | None] = [None] * n
+    dims: list[Size | None] = [None] * n
+    if images is not None:
+        items = _as_image_list(images)
+        if len(items) != n:
+            raise InvalidResponseError(
+                f"response: expected {len(items)} elements, one per image sent, got {n}"
+            )
+        refs = [os.fspath(x) if isinstance(x, str | os.PathLike) else None for x in items]
+        if sizes is None:
+            dims = list(image_sizes(items))
+    if sizes is not None:
+        dims = list(sizes)
+        if len(dims) != n:
+            raise InvalidInputError(
+                f"sizes: expected {n} (width, height) pairs, one per response element, "
+                f"got {len(dims)}"
+            )
+        for i, dim in enumerate(dims):
+            if dim is None:
+                continue
+            if not (
+                len(dim) == 2
+                and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in dim)
+                and min(dim) > 0
+            ):
+                raise InvalidInputError(
+                    f"sizes[{i}]: expected (width, height) in pixels or None, got {dim!r}"
+                )
+            dims[i] = (int(dim[0]), int(dim[1]))
+    return refs, dims
+
+
+# ===================================================================== batch output
+def parse_batch_output(
+    lines_or_path: str | os.PathLike[str] | bytes | Iterable[str | bytes],
+    *,
+    classes: Sequence[str] | None = None,
+    sizes: Mapping[str, Size] | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+) -> list[Prediction]:
+    """Read batch scoring output: one JSON object per line, ``{"filename", "boxes"}``.
+
+    Args:
+        lines_or_path: A ``predictions.csv`` / ``.jsonl`` path, the file's text (a string
+            holding a line break or starting with ``{``), bytes, or an iterable of lines.
+            Blank lines are skipped.
+        classes: The model's class list; default the sorted labels found (module docs).
+        sizes: ``(width, height)`` by file name, either as written in the output (a path on
+            the compute) or its base name.
+        image_root: A local folder holding the scored images by base name; sizes are read
+            from it (EXIF-aware) for files not in ``sizes``.
+
+    Returns:
+        One :class:`Prediction` per line, ``image`` being the line's ``filename``.
+
+    Raises:
+        NotFoundError: The file, or an image under ``image_root``, does not exist.
+        InvalidResponseError: A line does not follow the contract
+            (``predictions.csv line 17: boxes[2].box: missing key "topX"``).
+    """
+    source, lines = _read_lines(lines_or_path)
+    items = []
+    for lineno, text in lines:
+        try:
+            items.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InvalidResponseError(
+                f"{source} line {lineno}: not valid JSON: {exc.msg} (column {exc.colno}); "
+                'expected one {"filename": ..., "boxes": [...]} object per line'
+            ) from exc
+    filenames = []
+    for (lineno, _), item in zip(lines, items, strict=True):
+        name = item.get("filename") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            problem = (
+                f"filename: expected a string, got {_describe(name)}"
+                if isinstance(item, dict) and "filename" in item
+                else 'missing key "filename"'
+                if isinstance(item, dict)
+                else f'expected an object {{"filename", "boxes"}}, got {_describe(item)}'
+            )
+            raise InvalidResponseError(f"{source} line {lineno}: {problem}")
+        filenames.append(name)
+
+    def locate(i: int, path: str) -> str:
+        head = f"{source} line {lines[i][0]}"
+        return f"{head}: {path.lstrip('.')}" if path else head
+
+    detections = _convert(items, classes, locate)
+    dims = [_batch_size(name, sizes, image_root) for name in filenames]
+    return [
+        Prediction(
+            image=name,
+            width=None if dim is None else dim[0],
+            height=None if dim is None else dim[1],
+            detections=det,
+        )
+        for name, dim, det in zip(filenames, dims, detections, strict=True)
+    ]
+
+
+def _read_lines(src: Any) -> tuple[str, list[tuple[int, str]]]:
+    """``(source name, [(line number, text), ...])`` with blank lines dropped."""
+    text: str | None = None
+    raw_lines: Iterable[Any]
+    if isinstance(src, str) and ("\n" in src or src.lstrip().startswith("{")):
+        source, text = "batch output", src
+    elif isinstance(src, str | os.PathLike):
+        path = Path(src)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"batch output file not found: {path}\n  hint: download the job's output "
+                "(predictions.csv) first, or pass the lines themselves"
+            ) from exc
+        source = path.name
+    elif isinstance(src, bytes | bytearray):
+        source = "batch output"
+        try:
+            text = bytes(src).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidResponseError(f"batch output: not UTF-8 text ({exc})") from exc
+    else:
+        source = "batch output"
+    raw_lines = text.splitlines() if text is not None else src
+    lines = []
+    for lineno, line in enumerate(raw_lines, start=1):
+        if isinstance(line, bytes | bytearray):
+            line = bytes(line).decode("utf-8")
+        if not isinstance(line, str):
+            raise InvalidInputError(
+                f"{source} line {lineno}: expected a line of text, got {type(line).__name__}"
+            )
+        if line.strip():
+            lines.append((lineno, line))
+    return source, lines
+
+
+def _batch_size(
+    name: str, sizes: Mapping[str, Size] | None, image_root: str | os.PathLike[str] | None
+) -> Size | None:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if sizes is not None:
+        dim = sizes.get(name) or sizes.get(base)
+        if dim is not None:
+            return (int(dim[0]), int(dim[1]))
+    if image_root is not None:
+        from detectkit.images import image_info
+
+        info = image_info(Path(image_root) / base)
+        return (info.width, info.height)
+    return None
+
+
+# ===================================================================== the parser core
+def _convert(
+    items: list[Any], classes: Sequence[str] | None, locate: Callable[[int, str], str]
+) -> list[Detections]:
+    """Detections of each response element: a vectorized pass, a precise walk on failure."""
+    vocab = None if classes is None else _class_tuple(classes)
+    try:
+        result = _fast_convert(items, vocab)
+    except (KeyError, TypeError, ValueError, OverflowError, IndexError):
+        result = None
+    if result is not None:
+        return result
+    problem = _find_problem(items, vocab)
+    if problem is None:  # pragma: no cover - the walk checks all the fast pass does
+        raise InvalidResponseError("response: does not follow the scoring contract " + _CONTRACT)
+    index, path, message = problem
+    raise InvalidResponseError(f"{locate(index, path)}: {message}")
+
+
+def _class_tuple(classes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(classes, str):
+        raise InvalidInputError(
+            f"classes: expected a list of class names, got the string {classes!r}"
+        )
+    names = tuple(classes)
+    if len(set(names)) != len(names) or not all(isinstance(c, str) for c in names):
+        raise InvalidInputError(f"classes: expected unique class names, got {list(names)}")
+    return names
+
+
+def _fast_convert(items: list[Any], vocab: tuple[str, ...] | None) -> list[Detections] | None:
+    """Convert a well-formed response in a few C-level passes; ``None`` if anything is off.
+
+    Every pass is a builtin (``map``, ``set``, ``min``, ``sum``) over flat lists of the whole
+    response, and numpy is called a fixed number of times per call, not per image or box, so
+    one call on 5,000 images and 5,000 calls on one image each stay close to ``json.loads``.
+    """
+    per_image = list(map(_BOXES, items))
+    if not set(map(type, per_image)) <= {list}:
+        return None
+    flat = list(chain.from_iterable(per_image))
+    n = len(flat)
+    labels = list(map(_LABEL, flat))
+    coords = list(chain.from_iterable(map(_COORDS, map(_BOX, flat))))
+    scores_list = list(map(_SCORE, flat))
+    if not set(map(type, chain(coords, scores_list))) <= _NUMBER_TYPES:
+        return None
+    seen = set(labels)
+    if not all(type(label) is str for label in seen):
+        return None
+    if vocab is None:
+        vocab = tuple(sorted(seen))
+    elif not seen.issubset(vocab):
+        return None
+    clip = False
+    if n:
+        # NaN or infinity makes the sum non-finite (min and max cannot be trusted with NaN)
+        if not math.isfinite(sum(coords) + sum(scores_list)):
+            return None
+        low, high = min(coords), max(coords)
+        if low < -CLIP_TOLERANCE or high > 1.0 + CLIP_TOLERANCE:
+            return None
+        if min(scores_list) < 0.0 or max(scores_list) > 1.0:
+            return None
+        if any(map(gt, coords[0::4], coords[2::4])) or any(map(gt, coords[1::4], coords[3::4])):
+            return None
+        clip = low < 0.0 or high > 1.0
+    xyxy = np.array(coords, dtype=np.float64).reshape(n, 4)
+    if clip:  # a coordinate a hair outside the image
+        np.clip(xyxy, 0.0, 1.0, out=xyxy)
+    scores = np.array(scores_list, dtype=np.float64)
+    index = {name: i for i, name in enumerate(vocab)}
+    class_ids = np.fromiter(map(index.__getitem__, labels), dtype=np.int64, count=n)
+    trusted = Detections._trusted
+    if len(per_image) <= 1:
+        return [trusted(xyxy, scores, class_ids, vocab)] if per_image else []
+    for array in (xyxy, scores, class_ids):
+        array.setflags(write=False)
+    stops = list(accumulate(map(len, per_image)))
+    starts = [0, *stops[:-1]]
+    return [
+        trusted(xyxy[a:b], scores[a:b], class_ids[a:b], vocab)
+        for a, b in zip(starts, stops, strict=True)
+    ]
+
+
+def _find_problem(items: list[Any], vocab: tuple[str, ...] | None) -> tuple[int, str, str] | None:
+    """The first element that breaks the contract: ``(element index, key path, message)``."""
+    allowed = None if vocab is None else set(vocab)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            return i, "", f'expected an object with a "boxes" list, got {_describe(item)}'
+        if "boxes" not in item:
+            return i, "", f'missing key "boxes" (keys: {sorted(item)})'
+        boxes = item["boxes"]
+        if not isinstance(boxes, list):
+            return i, ".boxes", f"expected a list of boxes, got {_describe(boxes)}"
+        for j, entry in enumerate(boxes):
+            problem = _box_problem(entry, f".boxes[{j}]", allowed, vocab)
+            if problem is not None:
+                return (i, *problem)
+    return None
+
+
+def _box_problem(
+    entry: Any, where: str, allowed: set[str] | None, vocab: tuple[str, ...] | None
+) -> tuple[str, str] | None:
+    if not isinstance(entry, dict):
+        return where, f'expected an object with "box", "label" and "score", got {_describe(entry)}'
+    for key in ("box", "label", "score"):
+        if key not in entry:
+            return where, f'missing key "{key}"'
+    box = entry["box"]
+    if not isinstance(box, dict):
+        return (
+            where + ".box",
+            f"expected an object with topX, topY, bottomX, bottomY, got {_describe(box)}",
+        )
+    for key in COORDINATE_KEYS:
+        if key not in box:
+            return where + ".box", f'missing key "{key}"'
+    for key in COORDINATE_KEYS:
+        value = box[key]
+        problem = _number_problem(value)
+        if problem is None and not -CLIP_TOLERANCE <= value <= 1.0 + CLIP_TOLERANCE:
+            problem = (
+                f"expected a normalized coordinate in [0, 1], got {value!r} (pixel "
+                "coordinates? the contract divides them by the image width and height)"
+            )
+        if problem is not None:
+            return f"{where}.box.{key}", problem
+    for low, high in (("topX", "bottomX"), ("topY", "bottomY")):
+        if box[high] < box[low]:
+            return f"{where}.box", f"{high} {box[high]!r} < {low} {box[low]!r} (inverted box)"
+    label = entry["label"]
+    if not isinstance(label, str):
+        return where + ".label", f"expected a string, got {_describe(label)}"
+    if allowed is not None and label not in allowed:
+        return where + ".label", (
+            f"{label!r} is not one of the classes {list(vocab or ())}; pass the model's class "
+            "list (labels.json), or classes=None to take the labels from the response"
+        )
+    score = entry["score"]
+    problem = _number_problem(score)
+    if problem is None and not 0.0 <= score <= 1.0:
+        problem = f"expected a score in [0, 1], got {score!r}"
+    if problem is not None:
+        return where + ".score", problem
+    return None
+
+
+def _number_problem(value: Any) -> str | None:
+    if type(value) not in _NUMBER_TYPES:
+        return f"expected a number, got {_describe(value)}"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    return None if finite else f"expected a finite number, got {value!r}"
+
+
+def _describe(value: Any) -> str:
+    """A value as the JSON author would recognise it: ``"abc"``, ``null``, ``an object``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 40 else value[:40] + "...")
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(map(str, value))[:8]}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    if isinstance(value, int | float):
+        return repr(value)
+    return type(value).__name__
+
+
+# ===================================================================== ONNX
+def parse_onnx_output(
+    boxes: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    *,
+    classes: Sequence[str],
+    input_size: Size = (800, 600),
+    image_size: Size | None = None,
+    image: str | os.PathLike[str] | None = None,
+) -> Prediction:
+    """Read the outputs of an AutoML Faster R-CNN / RetinaNet ONNX model for one image.
+
+    The model takes the image resized (not letterboxed) to ``input_size`` and answers
+    ``boxes_i`` (n, 4) ``x_min, y_min, x_max, y_max`` in pixels *of that input*, ``labels_i``
+    (class ids into ``labels.json``) and ``scores_i``. Mind the order: Faster R-CNN outputs
+    boxes, labels, scores; RetinaNet boxes, scores, labels. Normalized corners are the input
+    pixels divided by the input width and height (then clipped to ``[0, 1]``).
+
+    Args:
+        boxes: ``(n, 4)`` (a leading batch axis of 1 is dropped).
+        labels: ``(n,)`` class ids.
+        scores: ``(n,)`` confidences.
+        classes: The model's ``labels.json`` list.
+        input_size: ``(width, height)`` of the ONNX input; AutoML's default is 800 x 600.
+        image_size: ``(width, height)`` of the original image, for pixel conversions.
+        image: The image path or URL, if known.
+
+    Raises:
+        InvalidResponseError: Shapes disagree, values are not finite, boxes are inverted or
+            a class id is outside ``classes``.
+    """
+    vocab = _class_tuple(classes)
+    b = _squeeze(np.asarray(boxes, dtype=np.float64), 4, "boxes")
+    n = b.shape[0]
+    ids = _class_ids(np.asarray(labels).reshape(-1), n, len(vocab), "labels")
+    conf = np.array(scores, dtype=np.float64).reshape(-1)  # a copy: made read-only below
+    if conf.shape != (n,):
+        raise InvalidResponseError(
+            f"scores: expected shape ({n},) to match boxes, got {conf.shape}"
+        )
+    in_w, in_h = _check_pair(input_size, "input_size")
+    xyxy = b / np.array([in_w, in_h, in_w, in_h], dtype=np.float64)
+    return _onnx_prediction(xyxy, conf, ids, vocab, image_size, image)
+
+
+def parse_yolo_onnx_output(
+    output: npt.ArrayLike | None,
+    *,
+    classes: Sequence[str],
+    image_size: Size,
+    input_size: Size = (640, 640),
+    letterbox: bool = True,
+    scaleup: bool = False,
+    image: str | os.PathLike[str] | None = None,
+) -> Prediction:
+    """Read an AutoML YOLO ONNX model's detections (after NMS) for one image.
+
+    Rows are ``x1, y1, x2, y2, confidence, class_id`` in pixels of the letterboxed input.
+    AutoML's preprocessing (``yolo_onnx_preprocessing_utils.letterbox`` with ``auto=False,
+    scaleup=False``) scales the ``w x h`` image by
+    ``r = min(in_w / w, in_h / h, 1)`` (the ``1`` only when not ``scaleup``), rounds the
+    scaled size to ``new_w = round(w r)``, ``new_h = round(h r)`` and pads it to the input
+    with ``left = round((in_w - new_w) / 2 - 0.1)`` columns on the left and
+    ``top = round((in_h - new_h) / 2 - 0.1)`` rows on top. Undoing it::
+
+        top_x = (x1 - left) / new_w        top_y = (y1 - top) / new_h
+
+    (and the same for ``x2, y2``), clipped to ``[0, 1]``: the unpadding AutoML's own
+    ``unpad_bbox`` does. With ``letterbox=False`` (a plain resize) corners are divided by the
+    input size.
+
+    Args:
+        output: ``(n, 6)`` detections (a leading batch axis of 1 is dropped); ``None`` (what
+            the NMS helper returns for no boxes) means none.
+        classes: The model's ``labels.json`` list.
+        image_size: ``(width, height)`` of the original image.
+        input_size: ``(width, height)`` of the ONNX input.
+        letterbox: The input was letterboxed (AutoML's default) rather than resized.
+        scaleup: The letterbox also enlarged images smaller than the input.
+        image: The image path or URL, if known.
+
+    Raises:
+        InvalidResponseError: The array is not ``(n, 6)``, has non-finite values, inverted
+            boxes or a class id outside ``classes``.
+    """
+    vocab = _class_tuple(classes)
+    rows = np.zeros((0, 6)) if output is None else np.asarray(output, dtype=np.float64)
+    rows = _squeeze(rows, 6, "output")
+    width, height = _check_pair(image_size, "image_size")
+    in_w, in_h = _check_pair(input_size, "input_size")
+    if letterbox:
+        ratio = min(in_w / width, in_h / height)
+        if not scaleup:
+            ratio = min(ratio, 1.0)
+        new_w, new_h = round(width * ratio), round(height * ratio)
+        left, top = round((in_w - new_w) / 2 - 0.1), round((in_h - new_h) / 2 - 0.1)
+        offset = np.array([left, top, left, top], dtype=np.float64)
+        scale = np.array([new_w, new_h, new_w, new_h], dtype=np.float64)
+    else:
+        offset = np.zeros(4)
+        scale = np.array([in_w, in_h, in_w, in_h], dtype=np.float64)
+    xyxy = (rows[:, :4] - offset) / scale
+    ids = _class_ids(rows[:, 5], rows.shape[0], len(vocab), "output[:, 5] (class_id)")
+    return _onnx_prediction(xyxy, rows[:, 4].copy(), ids, vocab, (width, height), image)
+
+
+def _squeeze(array: FloatArray, columns: int, name: str) -> FloatArray:
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.size == 0:
+        array = array.reshape(0, columns)
+    if array.ndim != 2 or array.shape[1] != columns:
+        raise InvalidResponseError(f"{name}: expected shape (n, {columns}), got {array.shape}")
+    return array
+
+
+def _check_pair(pair: Size, name: str) -> Size:
+    try:
+        width, height = (int(v) for v in pair)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name}: expected (width, height), got {pair!r}") from None
+    if width <= 0 or height <= 0:
+        raise InvalidInputError(f"{name}: expected (width, height) > 0, got {pair!r}")
+    return width, height
+
+
+def _class_ids(raw: npt.NDArray[Any], n: int, n_classes: int, name: str) -> npt.NDArray[np.int64]:
+    if raw.shape != (n,):
+        raise InvalidResponseError(
+            f"{name}: expected shape ({n},) to match the boxes, got {raw.shape}"
+        )
+    values = raw.astype(np.float64)
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0) | (values >= n_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidResponseError(
+            f"{name}[{i}]: expected a class id in 0..{n_classes - 1} (an index into the "
+            f"{n_classes} classes of labels.json), got {raw[i]!r}"
+        )
+    return values.astype(np.int64)
+
+
+def _onnx_prediction(
+    xyxy: FloatArray,
+    scores: FloatArray,
+    class_ids: npt.NDArray[np.int64],
+    vocab: tuple[str, ...],
+    image_size: Size | None,
+    image: str | os.PathLike[str] | None,
+) -> Prediction:
+    for name, values in (("boxes", xyxy), ("scores", scores)):
+        bad = np.argwhere(~np.isfinite(values))  # (row, column) of each bad value
+        if bad.size:
+            i = int(bad[0][0])
+            raise InvalidResponseError(
+                f"{name}[{i}]: expected finite numbers, got {values[i].tolist()}"
+            )
+    inverted = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
+    if inverted.any():
+        i = int(np.flatnonzero(inverted)[0])
+        raise InvalidResponseError(
+            f"boxes[{i}]: expected x_min <= x_max and y_min <= y_max, got {xyxy[i].tolist()} "
+            "(normalized); check the output order (Faster R-CNN: boxes, labels, scores; "
+            "RetinaNet: boxes, scores, labels)"
+        )
+    dims = None if image_size is None else _check_pair(image_size, "image_size")
+    return Prediction(
+        image=os.fspath(image) if image is not None else None,
+        width=None if dims is None else dims[0],
+        height=None if dims is None else dims[1],
+        detections=Detections._trusted(np.clip(xyxy, 0.0, 1.0), scores, class_ids, vocab),
+    )
