@@ -54,6 +54,7 @@ class Answer:
     status: int = 200
     body: Any = None  # dict/list (sent as JSON), str or bytes
     headers: dict[str, str] = field(default_factory=dict)
+    raises: Exception | None = None  # raised by the transport instead (timeouts, resets)
 
     def content(self) -> bytes:
         if self.body is None:
@@ -177,6 +178,8 @@ class ReplayTransport(RequestsTransport):  # type: ignore[misc]
                 known = "\n  ".join(f"{r.method} {r.pattern.pattern}" for r in self.routes)
                 raise AssertionError(f"unexpected request {recorded}; routes:\n  {known}")
             answer = route.next_answer()
+        if answer.raises is not None:
+            raise answer.raises
         response = _response(request, answer)
         if not kwargs.get("stream", False):
             response.read()  # as RequestsTransport does for non-streamed answers

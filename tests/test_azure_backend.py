@@ -27,6 +27,7 @@ from detectkit.errors import (
     EndpointError,
     InvalidSettingsError,
     NotFoundError,
+    OperationTimeoutError,
     QuotaError,
     RunFailedError,
 )
@@ -165,8 +166,9 @@ def test_endpoint_logs_and_traffic_and_delete(project: Any, transport: ReplayTra
 
 # ---------------------------------------------------------------------- predict
 def test_predict_posts_in_memory_with_the_key(
-    project: Any, transport: ReplayTransport, image: Path
+    project: Any, transport: ReplayTransport, image: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     transport.add("POST", rf"https://{SCORE_HOST}/score", fixture_name="score_response")
     endpoint = project.endpoints.get("cards-ep")
 
@@ -191,6 +193,7 @@ def test_predict_posts_in_memory_with_the_key(
     assert second.headers["azureml-model-deployment"] == "blue"
     # the scoring target (URI and key) is fetched once, then cached
     assert len(transport.sent("POST", "/listKeys$")) == 1
+    assert PRIMARY_KEY not in caplog.text
 
 
 FAILURES = [
@@ -283,6 +286,20 @@ def test_retries_are_bounded(
     assert f"still {status} after 3 retries" in str(info.value)
     assert len(transport.sent("POST", "/score$")) == 4
     assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_scoring_timeout_and_unreachable(
+    project: Any, transport: ReplayTransport, image: Path
+) -> None:
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseTimeoutError
+
+    transport.add("POST", "/score$", Answer(raises=ServiceResponseTimeoutError("read timed out")))
+    endpoint = project.endpoints.get("cards-ep")
+    with pytest.raises(OperationTimeoutError, match=r"within 5 s; pass a larger timeout="):
+        endpoint.predict(image, timeout=5)
+    transport.add("POST", "/score$", Answer(raises=ServiceRequestError("connection refused")))
+    with pytest.raises(EndpointError, match="cannot reach endpoint 'cards-ep'"):
+        endpoint.predict(image)
 
 
 # ---------------------------------------------------------------------- deploy
@@ -437,11 +454,16 @@ def test_submit_training(project: Any, transport: ReplayTransport) -> None:
 
 
 # ---------------------------------------------------------------------- models
+def _version_answer(name: str, version: str) -> dict[str, Any]:
+    """A recorded asset version answer, renumbered."""
+    answer: dict[str, Any] = fixture(name)
+    answer["id"] = answer["id"].replace("/versions/1", f"/versions/{version}")
+    answer["name"] = version
+    return answer
+
+
 def _model_answer(version: str) -> dict[str, Any]:
-    model: dict[str, Any] = fixture("model_version")
-    model["id"] = model["id"].replace("/versions/1", f"/versions/{version}")
-    model["name"] = version
-    return model
+    return _version_answer("model_version", version)
 
 
 def test_register_best_trial_of_a_run(project: Any, transport: ReplayTransport) -> None:
@@ -472,6 +494,15 @@ def test_get_model_latest_and_list(project: Any, transport: ReplayTransport) -> 
     model = project.models.get("cards-model", "2")
     assert repr(model) == "RegisteredModel(name='cards-model', version='2')"
     assert model.info.run_name == "sweep_job_1"
+
+
+def test_list_latest_models_and_datasets(project: Any, transport: ReplayTransport) -> None:
+    transport.add("GET", r"/models$", fixture_name="model_containers_list")
+    transport.add("GET", r"/data$", fixture_name="data_containers_list")
+    (model,) = project.models.list()
+    assert (model.name, model.version, model.uri) == ("cards-model", "10", "azureml:cards-model:10")
+    (asset,) = project.datasets.list()
+    assert (asset.name, asset.version, asset.uri) == ("cards", "3", "azureml:cards:3")
 
 
 # ---------------------------------------------------------------------- datasets
@@ -540,6 +571,13 @@ def test_get_dataset(project: Any, transport: ReplayTransport) -> None:
     transport.add("GET", r"/data/cards/versions/1$", fixture_name="data_version")
     asset = project.datasets.get("cards", "1")
     assert (asset.uri, asset.images, asset.boxes) == ("azureml:cards:1", 6, 12)
+    container = fixture("data_containers_list")["value"][0]  # latestVersion 3
+    transport.add("GET", r"/data/cards$", body=container)
+    transport.add("GET", r"/data/cards/versions/3$", body=_version_answer("data_version", "3"))
+    assert project.datasets.get("cards").uri == "azureml:cards:3"  # latest
+    transport.add("GET", r"/data/cards/versions/7$", status=404, body=error_body("NotFound", "x"))
+    with pytest.raises(NotFoundError, match="data asset 'cards:7'"):
+        project.datasets.get("cards", "7")
 
 
 # ---------------------------------------------------------------------- error boundary

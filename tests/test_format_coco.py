@@ -352,6 +352,21 @@ PROBLEMS: list[tuple[str, Callable[[Doc], None], list[tuple[ProblemKind, Severit
         2,
     ),
     (
+        "image id a list",
+        _set("images.1.id", [2]),
+        [
+            (ProblemKind.BAD_VALUE, E, "images[1] (b.jpg)"),
+            (ProblemKind.UNREFERENCED, E, "annotations[2] (id 3)"),
+        ],
+        2,
+    ),
+    (
+        "annotation image_id a list",
+        _set("annotations.2.image_id", [2]),
+        [(ProblemKind.UNREFERENCED, E, "annotations[2] (id 3)")],
+        2,
+    ),
+    (
         "no file_name",
         _delete("images.1.file_name"),
         [(ProblemKind.MISSING_FIELD, E, "images[1] (id 2)")],

@@ -28,6 +28,7 @@ from detectkit.scoring import (
     parse_onnx_output,
     parse_response,
     parse_yolo_onnx_output,
+    read_predictions,
 )
 from detectkit.synthetic import make_dataset
 
@@ -543,6 +544,49 @@ def test_parse_batch_output_rejects(source: Any, message: str) -> None:
 def test_parse_batch_output_missing_file(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="batch output file not found"):
         parse_batch_output(tmp_path / "predictions.csv")
+
+
+# ----------------------------------------------------------------------- either file
+def test_read_predictions_of_an_online_response() -> None:
+    images = ["data/10.jpg", "data/11.jpg", "data/12.jpg"]
+    sizes = [(499, 666), None, (499, 666)]
+    preds = read_predictions(FIXTURES / "online_fridge.json", images=images, sizes=sizes)
+    assert [(p.image, p.size, len(p)) for p in preds] == [
+        ("data/10.jpg", (499, 666), 3),
+        ("data/11.jpg", None, 0),
+        ("data/12.jpg", (499, 666), 1),
+    ]
+    assert read_predictions(fixture_text("online_fridge.json").encode()) == parse_response(
+        fixture_text("online_fridge.json")
+    )
+
+
+def test_read_predictions_matches_batch_file_names_to_images() -> None:
+    images = ["local/12.jpg", "local/10.jpg", "other/99.jpg"]
+    preds = read_predictions(
+        FIXTURES / "batch_predictions.jsonl", images=images, sizes=[(1, 2), (3, 4), (5, 6)]
+    )
+    assert [(p.image, p.size, len(p)) for p in preds] == [
+        ("local/10.jpg", (3, 4), 3),
+        ("/mnt/batch/inputs/odFridgeObjects/images/11.jpg", None, 0),  # no local match
+        ("local/12.jpg", (1, 2), 1),
+    ]
+    text = fixture_text("batch_predictions.jsonl")
+    assert read_predictions(text) == parse_batch_output(text)
+    ambiguous = read_predictions(text, images=["a/10.jpg", "b/10.jpg"])
+    assert ambiguous[0].image == "/mnt/batch/inputs/odFridgeObjects/images/10.jpg"
+
+
+def test_read_predictions_rejects(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="predictions file not found"):
+        read_predictions(tmp_path / "nope.json")
+    (tmp_path / "p.csv").write_text("filename,label\n")
+    with pytest.raises(InvalidResponseError, match=r"p\.csv: expected an online response"):
+        read_predictions(tmp_path / "p.csv")
+    with pytest.raises(InvalidResponseError, match=r"^batch_bad_json\.jsonl line 2"):
+        read_predictions(FIXTURES / "batch_bad_json.jsonl", images=["10.jpg"])
+    with pytest.raises(InvalidInputError, match="sizes: expected 1"):
+        read_predictions(FIXTURES / "batch_predictions.jsonl", images=["10.jpg"], sizes=[])
 
 
 # ----------------------------------------------------------------------- ONNX

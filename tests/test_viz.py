@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +17,9 @@ from detectkit import viz
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError
+from detectkit.evaluation import EvaluationReport, ImageMatches, evaluate
 from detectkit.prediction import Detections, Prediction
+from detectkit.synthetic import make_dataset
 
 GREY = (128, 128, 128)
 
@@ -312,10 +314,13 @@ def test_comparison_min_score_hides_detections_and_their_matches() -> None:
 
 def test_comparison_follows_the_evaluations_matches() -> None:
     record, det = comparison_case()
-    matches = SimpleNamespace(
+    matches = ImageMatches(
+        image="x.png",
         det_tp=np.array([False, True, False, False]),
         det_gt=np.array([-1, 1, -1, -1]),
         det_ignored=np.array([False, False, False, True]),
+        gt_matched=np.array([False, True]),
+        gt_ignored=np.array([False, False]),
     )
     out = np.asarray(
         viz.plot_comparison(grey(400, 300), record, det, matches, line_width=3, min_score=None)
@@ -323,8 +328,9 @@ def test_comparison_follows_the_evaluations_matches() -> None:
     assert edge(out, 0.11, 0.11, 0.41) == viz.FP_COLOUR
     assert edge(out, 0.40, 0.60, 0.80) == viz.TP_COLOUR
     assert edge(out, 0.10, 0.10, 0.40) == viz.FN_COLOUR  # ground truth 0 unmatched
+    one = dataclasses.replace(matches, det_tp=np.array([True]))
     with pytest.raises(InvalidInputError, match="aligned with the prediction's 4 detections"):
-        viz.plot_comparison(grey(), record, det, SimpleNamespace(det_tp=[True]))
+        viz.plot_comparison(grey(), record, det, one)
 
 
 def test_comparison_ignores_detections_of_crowd_regions() -> None:
@@ -344,7 +350,7 @@ def test_plot_makes_a_figure_or_draws_into_axes(cards_session: LabeledDataset) -
     (ax,) = fig.axes
     assert len(ax.images) == 1
     assert ax.get_title() == record.name
-    assert ax.images[0].get_array().shape[:2] == (record.height, record.width)
+    assert np.asarray(ax.images[0].get_array()).shape[:2] == (record.height, record.width)
     other = Figure()
     target_ax = other.add_subplot()
     assert viz.plot(record.image, record, ax=target_ax) is target_ax
@@ -386,12 +392,12 @@ def test_plot_class_distribution_bars_match_the_summary(cards_session: LabeledDa
 
 
 # ----------------------------------------------------------------------------- report plots
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, list[Prediction]]:
-    """A data set, predictions with misses, swaps and extra boxes, and their report."""
-    from detectkit.evaluation import evaluate
-    from detectkit.synthetic import make_dataset
+Evaluated = tuple[LabeledDataset, EvaluationReport, list[Prediction]]
 
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Evaluated:
+    """A data set, predictions with misses, swaps and extra boxes, and their report."""
     ds = make_dataset(tmp_path_factory.mktemp("eval"), n_images=8, size=(200, 150), seed=4)
     rng = np.random.default_rng(0)
     predictions = []
@@ -409,16 +415,18 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object,
     return ds, evaluate(ds, predictions), predictions
 
 
-def test_plot_pr_curves_draws_one_curve_per_class(evaluated: tuple) -> None:
+def test_plot_pr_curves_draws_one_curve_per_class(evaluated: Evaluated) -> None:
     _, report, _ = evaluated
     fig = viz.plot_pr_curves(report)
     (ax,) = fig.axes
     steps = [line for line in ax.get_lines() if line.get_linestyle() != "None"]
     assert len(steps) == len(report.pr_curves)
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend_box = ax.get_legend()
+    assert legend_box is not None
+    legend = [t.get_text() for t in legend_box.get_texts()]
     assert legend[0].startswith(f"{next(iter(report.pr_curves))} (AP50 ")
     curve = report.pr_curves[next(iter(report.pr_curves))]
-    xs = steps[0].get_xdata()
+    xs = np.asarray(steps[0].get_xdata())
     np.testing.assert_allclose(xs[1:], curve.recall)
     ys = np.asarray(steps[0].get_ydata())
     assert np.all(np.diff(ys[1:]) <= 1e-12)  # the monotone envelope never rises
@@ -429,7 +437,9 @@ def test_plot_pr_curves_draws_one_curve_per_class(evaluated: tuple) -> None:
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-def test_plot_confusion_matrix_shows_the_reports_counts(evaluated: tuple, normalize: bool) -> None:
+def test_plot_confusion_matrix_shows_the_reports_counts(
+    evaluated: Evaluated, normalize: bool
+) -> None:
     _, report, _ = evaluated
     fig = viz.plot_confusion_matrix(report, normalize=normalize)
     ax = fig.axes[0]
@@ -450,7 +460,7 @@ def test_plot_confusion_matrix_shows_the_reports_counts(evaluated: tuple, normal
     assert report.confusion_labels[-1] == "background"
 
 
-def test_comparison_looks_up_a_reports_matches(evaluated: tuple) -> None:
+def test_comparison_looks_up_a_reports_matches(evaluated: Evaluated) -> None:
     ds, report, predictions = evaluated
     record, prediction = ds[0], predictions[0]
     matches = report.matches[record.image]

@@ -301,12 +301,11 @@ class MatchList(Sequence[ImageMatches]):
     """The per-image matches, in ground-truth order; index by position or by image reference
     (the exact reference, else the file name when unique)."""
 
-    __slots__ = ("_by_name", "_by_ref", "_items")
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Sequence[ImageMatches]) -> None:
         self._items = tuple(items)
-        self._by_ref = _unique_index([m.image for m in self._items])
-        self._by_name = _unique_index([_file_name(m.image) for m in self._items])
+        self._index: tuple[dict[str, int], dict[str, int]] | None = None  # built on first use
 
     def __len__(self) -> int:
         return len(self._items)
@@ -320,7 +319,11 @@ class MatchList(Sequence[ImageMatches]):
     def __getitem__(self, index: slice) -> Sequence[ImageMatches]: ...
     def __getitem__(self, index: int | str | slice) -> ImageMatches | Sequence[ImageMatches]:
         if isinstance(index, str):
-            i = self._by_ref.get(index, self._by_name.get(_file_name(index), -1))
+            if self._index is None:
+                refs = [m.image for m in self._items]
+                self._index = (_unique_index(refs), _unique_index([_file_name(r) for r in refs]))
+            by_ref, by_name = self._index
+            i = by_ref.get(index, by_name.get(_file_name(index), -1))
             if i < 0:
                 raise KeyError(f"no matches for image {index!r}: not a ground-truth image")
             return self._items[i]
@@ -650,7 +653,7 @@ def _align(
             )
         return [(i, det) for i, (_, det) in enumerate(items)]
     by_ref = _unique_index(refs)
-    by_name = _unique_index([_file_name(r) for r in refs])
+    by_name: dict[str, int] | None = None  # built when a reference is not found as given
     out: list[tuple[int, DetectionsLike]] = []
     owner: dict[int, int] = {}
     for n, (key, det) in enumerate(items):
@@ -659,7 +662,11 @@ def _align(
                 f"predictions[{n}]: image is None while other predictions name theirs; "
                 "name every image, or none (then they are matched by order)"
             )
-        i = by_ref.get(key, by_name.get(_file_name(key), -1))
+        i = by_ref.get(key, -1)
+        if i < 0:
+            if by_name is None:
+                by_name = _unique_index([_file_name(r) for r in refs])
+            i = by_name.get(_file_name(key), -1)
         if i < 0:
             ambiguous = (
                 refs.count(key) > 1 or sum(_file_name(r) == _file_name(key) for r in refs) > 1
@@ -685,56 +692,65 @@ def _columns_from_dataset(
     ground_truth: LabeledDataset,
     predictions: Sequence[PredictionLike] | Mapping[str, DetectionsLike],
 ) -> _Columns:
-    records = [r if r.size is not None else r.with_size() for r in ground_truth.records]
+    records = ground_truth.records
     gt_classes = ground_truth.classes
     code = {name: i for i, name in enumerate(gt_classes)}
-    sizes = np.array([r.size for r in records], dtype=np.float64).reshape(-1, 2)
+    sizes = np.array([r.size or r.with_size().size for r in records], dtype=np.float64).reshape(
+        -1, 2
+    )
     n_obj = np.array([len(r.objects) for r in records], dtype=np.int64)
-    objs = [o for r in records for o in r.objects]
-    norm = np.array(
-        [(o.box.top_x, o.box.top_y, o.box.bottom_x, o.box.bottom_y) for o in objs],
+    table = np.array(
+        [
+            (b.top_x, b.top_y, b.bottom_x, b.bottom_y, code.get(o.label, -1), o.is_crowd)
+            for r in records
+            for o in r.objects
+            for b in (o.box,)
+        ],
         dtype=np.float64,
-    ).reshape(-1, 4)
-    unknown = {o.label for o in objs} - set(code)
-    if unknown:
+    ).reshape(-1, 6)
+    if (table[:, 4] < 0).any():
+        unknown = sorted({o.label for r in records for o in r.objects} - set(code))
         raise InvalidInputError(
-            f"ground_truth: labels {sorted(unknown)} are not in ground_truth.classes "
+            f"ground_truth: labels {unknown} are not in ground_truth.classes "
             f"{list(gt_classes)}; build the data set with every class listed"
         )
     gt_img = np.repeat(np.arange(len(records), dtype=np.int64), n_obj)
-    gt_box = _pixels(norm, sizes[gt_img])
+    gt_box = _pixels(table[:, :4], sizes[gt_img])
     # detections: labels are matched by name; unknown names become extra classes
     pairs = _align(ground_truth, predictions)
     luts: dict[tuple[str, ...], Array] = {}
     names = dict(code)
-    chunks: list[tuple[int, Array, Array, Array]] = []
-    for n, (i, det) in enumerate(pairs):
+    boxes, scores, classes, counts = [], [], [], []
+    for n, (_, det) in enumerate(pairs):
         xyxy = np.asarray(det.xyxy, dtype=np.float64).reshape(-1, 4)
-        scores = np.asarray(det.scores, dtype=np.float64).reshape(-1)
+        conf = np.asarray(det.scores, dtype=np.float64).reshape(-1)
         ids = np.asarray(det.class_ids, dtype=np.int64).reshape(-1)
-        if not (xyxy.shape[0] == scores.shape[0] == ids.shape[0]):
+        if not (xyxy.shape[0] == conf.shape[0] == ids.shape[0]):
             raise InvalidInputError(
                 f"predictions[{n}]: expected xyxy, scores and class_ids of one length, got "
-                f"{xyxy.shape[0]}, {scores.shape[0]} and {ids.shape[0]}"
-            )
-        if not np.isfinite(scores).all() or not np.isfinite(xyxy).all():
-            raise InvalidInputError(
-                f"predictions[{n}] (image {records[i].image!r}): expected finite scores and "
-                "boxes, got NaN or infinity; drop those detections before evaluating"
+                f"{xyxy.shape[0]}, {conf.shape[0]} and {ids.shape[0]}"
             )
         key = tuple(det.classes)
         lut = luts.get(key)
         if lut is None:
             lut = np.array([names.setdefault(c, len(names)) for c in key], dtype=np.int64)
             luts[key] = lut
-        chunks.append((i, xyxy, scores, lut[ids] if ids.size else ids))
-    det_img = np.concatenate([np.full(len(s), i, np.int64) for i, _, s, _ in chunks] or [_I0])
-    det_norm = np.concatenate([b for _, b, _, _ in chunks] or [np.zeros((0, 4))])
-    det_local = np.concatenate(
-        [np.arange(len(s), dtype=np.int64) for _, _, s, _ in chunks] or [_I0]
-    )
-    det_cls = np.concatenate([c for _, _, _, c in chunks] or [_I0])
-    det_score = np.concatenate([s for _, _, s, _ in chunks] or [np.zeros(0)])
+        boxes.append(xyxy)
+        scores.append(conf)
+        classes.append(lut[ids] if ids.size else ids)
+        counts.append(conf.size)
+    n_det = np.array(counts, dtype=np.int64)
+    det_img = np.repeat(np.array([i for i, _ in pairs], dtype=np.int64), n_det)
+    det_norm = np.concatenate([*boxes, np.zeros((0, 4))])
+    det_score = np.concatenate([*scores, np.zeros(0)])
+    finite = np.isfinite(det_score) & np.isfinite(det_norm).all(axis=1)
+    if not finite.all():
+        n = int(np.searchsorted(np.cumsum(n_det), np.flatnonzero(~finite)[0], side="right"))
+        raise InvalidInputError(
+            f"predictions[{n}] (image {records[pairs[n][0]].image!r}): expected finite scores "
+            "and boxes, got NaN or infinity; drop those detections before evaluating"
+        )
+    det_cls = np.concatenate([*classes, _I0])
     # extra labels: only those used, sorted by name, after the ground-truth classes
     used = np.unique(det_cls[det_cls >= len(gt_classes)])
     by_code = {v: k for k, v in names.items()}
@@ -748,16 +764,16 @@ def _columns_from_dataset(
         n_gt_classes=len(gt_classes),
         area_source="box",
         gt_img=gt_img,
-        gt_cls=np.array([code[o.label] for o in objs], dtype=np.int64),
+        gt_cls=table[:, 4].astype(np.int64),
         gt_box=gt_box,
         gt_area=gt_box[:, 2] * gt_box[:, 3],
-        gt_crowd=np.array([o.is_crowd for o in objs], dtype=bool),
-        gt_local=np.arange(len(objs), dtype=np.int64) - np.repeat(np.cumsum(n_obj) - n_obj, n_obj),
+        gt_crowd=table[:, 5] > 0,
+        gt_local=np.arange(n_obj.sum()) - np.repeat(np.cumsum(n_obj) - n_obj, n_obj),
         det_img=det_img,
         det_cls=remap[det_cls],
         det_box=_pixels(det_norm, sizes[det_img]),
         det_score=det_score,
-        det_local=det_local,
+        det_local=np.arange(n_det.sum()) - np.repeat(np.cumsum(n_det) - n_det, n_det),
     )
 
 
@@ -941,6 +957,26 @@ def _local_index(owner: Array, n: int) -> Array:
 
 
 # ----------------------------------------------------------------------- matching
+def _canonical_order(img: Array, score: Array, box: Array, cls: Array, local: Array) -> Array:
+    """Detections by image, score descending, then box ``x, y, w, h``, class, input order.
+
+    Sorting on the two main keys and settling the rest only inside runs of equal score
+    keeps the full rule cheap.
+    """
+    order = np.lexsort((-score, img))
+    img_s, score_s = img[order], score[order]
+    tie = np.r_[False, (img_s[1:] == img_s[:-1]) & (score_s[1:] == score_s[:-1])]
+    if tie.any():
+        in_run = np.flatnonzero(tie | np.r_[tie[1:], False])
+        run = np.cumsum(~tie)[in_run]
+        sub = order[in_run]
+        b = box[sub]
+        order[in_run] = sub[
+            np.lexsort((local[sub], cls[sub], b[:, 3], b[:, 2], b[:, 1], b[:, 0], run))
+        ]
+    return order
+
+
 def _ranks(group: Array) -> Array:
     """Rank of each element within its group, following the current element order."""
     if group.size == 0:
@@ -956,17 +992,17 @@ def _ranks(group: Array) -> Array:
 
 def _pair_iou(d: Array, g: Array, crowd: Array | None) -> Array:
     """Element-wise IoU of xywh rows, computed exactly as pycocotools' ``bbIou``."""
-    iw = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
-    ih = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
-    ok = (iw > 0) & (ih > 0)
-    inter = iw[ok] * ih[ok]
-    da = d[ok, 2] * d[ok, 3]
-    union = da + g[ok, 2] * g[ok, 3] - inter
+    dx, dy, dw, dh = d.T
+    gx, gy, gw, gh = g.T
+    iw = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
+    ih = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
+    inter = iw * ih
+    da = dw * dh
+    union = da + gw * gh - inter
     if crowd is not None:  # against a crowd region: intersection over the detection's area
-        union = np.where(crowd[ok], da, union)
-    iou = np.zeros(d.shape[0], dtype=np.float64)
-    iou[ok] = inter / union
-    return iou
+        union = np.where(crowd, da, union)
+    out: Array = np.divide(inter, union, out=np.zeros_like(inter), where=(iw > 0) & (ih > 0))
+    return out
 
 
 def _edges(
@@ -1014,7 +1050,7 @@ def _greedy_match(
     thresholds: Array,
     gt_ignore: Array,
     gt_crowd: Array,
-) -> Array:
+) -> tuple[Array, Array]:
     """pycocotools' greedy matching, for every area range and threshold at once.
 
     Each detection, in rank order within its group, takes the candidate ground truth with
@@ -1032,14 +1068,16 @@ def _greedy_match(
         gt_crowd: ``(G,)`` crowd regions.
 
     Returns:
-        ``(D, A*T)`` index of the matched ground truth or -1; column ``a * T + t``.
+        ``(D, A*T)`` index of the matched ground truth or -1 (column ``a * T + t``), and
+        ``(D, A*T)`` whether that ground truth is an ignored one.
     """
     e_det, e_gt, e_iou = edges
     n_area, n_gt = gt_ignore.shape
     n_thr = thresholds.size
-    match = np.full((n_det, n_area * n_thr), -1, dtype=np.int64)
+    match = np.full((n_det, n_area * n_thr), -1, dtype=np.int32 if n_gt < 2**31 else np.int64)
+    on_ignored = np.zeros((n_det, n_area * n_thr), dtype=bool)
     if e_det.size == 0:
-        return match
+        return match, on_ignored
     thr = np.tile(thresholds, n_area)  # per column
     keep = np.zeros((n_gt + 1, n_area * n_thr), dtype=bool)  # non-ignored; row n_gt: padding
     keep[:n_gt] = np.repeat(~gt_ignore.T, n_thr, axis=1)
@@ -1058,6 +1096,7 @@ def _greedy_match(
             g = e_gt[first]
             cand = (e_iou[first][:, None] >= thr) & ~(taken[g] & blockable[g])
             match[d] = np.where(cand, g[:, None], -1)
+            on_ignored[d] = cand & ~keep[g]
             taken[g] |= cand
             continue
         width = int(counts[s:e].max())
@@ -1073,9 +1112,10 @@ def _greedy_match(
         found = use.any(1)
         chosen = np.take_along_axis(g, last, axis=1)
         match[d] = np.where(found, chosen, -1)
+        on_ignored[d] = found & ~regular.any(1)
         r, c = np.nonzero(found)
         taken[chosen[r, c], c] = True
-    return match
+    return match, on_ignored
 
 
 # ----------------------------------------------------------------------- COCO
@@ -1104,6 +1144,36 @@ def _min_counts(total: int) -> Array:
     return c.astype(np.int64)
 
 
+def _sample_columns(tp: Array, fp: Array, need: Array) -> tuple[Array, Array]:
+    """pycocotools' 101-point precision of each row of ``tp`` / ``fp`` ``(C, n)``.
+
+    pycocotools reads its precision envelope at the first detection whose recall reaches
+    each point: the ``need[r]``-th true positive (``need``: :func:`_min_counts`). The
+    envelope there is the largest precision at or after it, and that maximum is always at
+    a true positive (precision only rises there), so only true positives are evaluated.
+
+    Returns:
+        ``(C, R)`` precision (0 where recall never reaches the point) and ``(C,)`` number of
+        true positives.
+    """
+    n_col, n = tp.shape
+    hits = np.flatnonzero(tp)  # positions of true positives, row by row
+    row = hits // n
+    count = np.bincount(row, minlength=n_col)
+    start = np.cumsum(count) - count
+    k = np.arange(hits.size) - start[row] + 1  # true positives so far, at each
+    fps = np.flatnonzero(fp)
+    fp_before = np.searchsorted(fps, hits) - np.searchsorted(fps, np.arange(n_col) * n)[row]
+    pr = np.r_[k / (fp_before + k + _EPS), 0.0]  # exactly pycocotools' tp / (fp + tp + eps)
+    valid = (need <= count[:, None]) & (count[:, None] > 0)
+    end = (start + count)[:, None]
+    bounds = np.c_[np.where(valid, start[:, None] + np.maximum(need - 1, 0), end), end]
+    segment = np.maximum.reduceat(pr, bounds.reshape(-1)).reshape(n_col, -1)[:, :-1]
+    segment = np.where(valid, segment, 0.0)
+    out: Array = np.where(valid, _monotone(segment), 0.0)
+    return out, count
+
+
 def _accumulate(
     tp: Array,
     fp: Array,
@@ -1118,8 +1188,6 @@ def _accumulate(
 
     ``tp`` and ``fp`` are ``(D, A*T)``; ``order`` lists the evaluated detections by class,
     score, image, rank; ``npig`` is the ``(K, A)`` count of non-ignored ground truth.
-    Sampling the envelope only at the 101 points (a segment max, then a running max over
-    the segments) gives the values pycocotools reads off its full envelope.
     """
     n_cls, n_area = npig.shape
     n_thr = tp.shape[1] // n_area
@@ -1133,10 +1201,14 @@ def _accumulate(
         areas = np.flatnonzero(npig[k] > 0)
         if areas.size == 0:
             continue
-        columns = (areas[:, None] * n_thr + np.arange(n_thr)).reshape(-1)
+        a_of = np.repeat(areas, n_thr)  # the columns kept: areas with ground truth
+        t_of = np.tile(np.arange(n_thr), areas.size)
+        columns = a_of * n_thr + t_of
+        total = npig[k, a_of]
+        need = np.stack([needed[int(v)] for v in total])
         idx = order[bounds[k] : bounds[k + 1]]
-        tp_k = np.ascontiguousarray(tp[idx][:, columns].T)  # (columns, n)
-        fp_k = np.ascontiguousarray(fp[idx][:, columns].T)
+        tp_k = np.ascontiguousarray(tp[idx].T[columns])  # (columns, n)
+        fp_k = np.ascontiguousarray(fp[idx].T[columns])
         rank_k = det_rank[idx]
         done: int | None = None  # a cut that kept every detection: smaller ones may repeat it
         for m in reversed(range(n_m)):
@@ -1146,23 +1218,14 @@ def _accumulate(
                 recall[:, k, :, m] = recall[:, k, :, done]
                 continue
             tp_m, fp_m = (tp_k, fp_k) if cut.all() else (tp_k[:, cut], fp_k[:, cut])
-            nd = tp_m.shape[1]
-            tp_sum = np.cumsum(tp_m, axis=1, dtype=np.int32)
-            fp_sum = np.cumsum(fp_m, axis=1, dtype=np.int32)
-            pr = tp_sum / (fp_sum + tp_sum + _EPS)
-            for j, c in enumerate(columns.tolist()):
-                a, t = divmod(c, n_thr)
-                total = int(npig[k, a])
-                recall[t, k, a, m] = tp_sum[j, -1] / total if nd else 0.0
-                at = np.searchsorted(tp_sum[j], needed[total], side="left")
-                at = at[at < nd]
-                q = np.zeros(n_r)
-                if at.size:
-                    q[: at.size] = _monotone(np.maximum.reduceat(pr[j], at))
-                precision[t, :, k, a, m] = q
-            if m == n_m - 1 and areas[0] == 0:
+            q, n_tp = _sample_columns(tp_m, fp_m, need)
+            precision[t_of, :, k, a_of, m] = q
+            recall[t_of, k, a_of, m] = n_tp / total if tp_m.shape[1] else 0.0
+            if m == n_m - 1 and areas[0] == 0:  # column 0: area all, IoU 0.5
+                tp_sum, fp_sum = np.cumsum(tp_m[0]), np.cumsum(fp_m[0])
                 scores = det_score[idx] if cut.all() else det_score[idx][cut]
-                curves[k] = PRCurve(tp_sum[0] / npig[k, 0], pr[0].copy(), scores)
+                pr = tp_sum / (fp_sum + tp_sum + _EPS)
+                curves[k] = PRCurve(tp_sum / total[0], pr, scores)
             if cut.all():
                 done = m
     return precision, recall, curves
@@ -1222,13 +1285,11 @@ def _run(
     gt_img, gt_cls = cols.gt_img[g_order], cols.gt_cls[g_order]
     gt_box, gt_area, gt_crowd = cols.gt_box[g_order], cols.gt_area[g_order], cols.gt_crowd[g_order]
     # detections in the canonical order: image, -score, box, class, then as given
-    b = cols.det_box
-    d_order = np.lexsort(
-        (cols.det_local, cols.det_cls, b[:, 3], b[:, 2], b[:, 1], b[:, 0], -cols.det_score,
-         cols.det_img)
-    )  # fmt: skip
+    d_order = _canonical_order(
+        cols.det_img, cols.det_score, cols.det_box, cols.det_cls, cols.det_local
+    )
     det_img, det_cls = cols.det_img[d_order], cols.det_cls[d_order]
-    det_box, det_score = b[d_order], cols.det_score[d_order]
+    det_box, det_score = cols.det_box[d_order], cols.det_score[d_order]
     det_area = det_box[:, 2] * det_box[:, 3]
     pair_rank = _ranks(det_img * n_cls + det_cls)
     det_key, gt_key = det_img * n_cls + det_cls, gt_img * n_cls + gt_cls
@@ -1236,8 +1297,9 @@ def _run(
     in_gt_cls = np.flatnonzero(det_cls < n_gt_cls)
     low = min(float(IOU_THRESHOLDS[0]), iou_threshold)
     crowd_edges = _edges(det_key, det_box, in_gt_cls, gt_key, gt_box, gt_crowd, low)
-    # the order pycocotools accumulates in: class, -score (stable: image, rank)
-    by_class = np.lexsort((pair_rank, det_img, -det_score, det_cls))
+    # the order pycocotools accumulates in: class, -score, then image and rank, which is
+    # the canonical order itself (a stable sort keeps it)
+    by_class = np.lexsort((-det_score, det_cls))
     by_class = by_class[det_cls[by_class] < n_gt_cls]
     counts_gt = np.bincount(gt_cls[~gt_crowd], minlength=n_cls)
 
@@ -1255,16 +1317,15 @@ def _run(
         e_det, e_gt, e_iou = crowd_edges
         sel = pair_rank[e_det] < cut
         thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
-        match = _greedy_match(
+        match, on_ignored = _greedy_match(
             n_det, pair_rank, (e_det[sel], e_gt[sel], e_iou[sel]), thresholds, gt_ignore, gt_crowd
         )
         # columns a * T + t; an unmatched detection outside the area range is ignored
-        area_of = np.repeat(np.arange(4), thresholds.size)
-        out_of_range = (det_area[:, None] < lo[area_of]) | (det_area[:, None] > hi[area_of])
+        out_of_range = np.repeat(
+            (det_area[:, None] < lo) | (det_area[:, None] > hi), thresholds.size, axis=1
+        )
         matched = match >= 0
-        padded = np.r_[gt_ignore.T, np.zeros((1, 4), dtype=bool)]  # row n_gt: no match
-        ignored = np.where(matched, padded[np.where(matched, match, n_gt), area_of], out_of_range)
-        tp, fp = matched & ~ignored, ~matched & ~ignored
+        tp, fp = matched & ~on_ignored, ~(matched | out_of_range)
         npig = np.zeros((n_gt_cls, 4), dtype=np.int64)
         for a in range(4):
             npig[:, a] = np.bincount(gt_cls[~gt_ignore[a]], minlength=n_cls)[:n_gt_cls]
@@ -1278,8 +1339,8 @@ def _run(
             ap_rows[k] = (_mean(s), _mean(s[_T50]), _mean(s[_T75]), None)
         main = _Outcome(  # column 0: area all, IoU 0.5
             det_tp=tp[:, 0],
-            det_gt=match[:, 0],
-            det_ignored=ignored[:, 0] | (pair_rank >= cut) & (det_cls < n_gt_cls),
+            det_gt=match[:, 0].astype(np.int64),
+            det_ignored=on_ignored[:, 0] | (pair_rank >= cut) & (det_cls < n_gt_cls),
             gt_taken=_taken(match[:, 0], n_gt),
         )
     else:
@@ -1298,7 +1359,7 @@ def _run(
     op = _greedy_match(
         n_det, pair_rank, (e_det[sel], e_gt[sel], e_iou[sel]), np.array([iou_threshold]),
         gt_crowd[None, :], gt_crowd,
-    )[:, 0]  # fmt: skip
+    )[0][:, 0]  # fmt: skip
     shown = det_score >= score_threshold
     op_tp = shown & ~_lookup(gt_crowd, op, True)
     op_fp = shown & (op < 0)
@@ -1445,7 +1506,7 @@ def _confusion(
     edges = _edges(det_img, det_box, shown, gt_img, gt_box, gt_crowd, iou_threshold)
     match = _greedy_match(
         det_img.size, rank, edges, np.array([iou_threshold]), gt_crowd[None, :], gt_crowd
-    )[shown, 0]
+    )[0][shown, 0]
     bg = n_cls
     hit = match >= 0
     real = ~_lookup(gt_crowd, match, True)
@@ -1480,17 +1541,23 @@ def _image_matches(cols: _Columns, main: _Outcome, d_order: Array, g_order: Arra
     gt_crowd = np.zeros(g_flat.size, dtype=bool)
     gt_taken[g_flat] = main.gt_taken
     gt_crowd[g_flat] = cols.gt_crowd[g_order]
-    d_split, g_split = np.cumsum(d_counts)[:-1], np.cumsum(g_counts)[:-1]
+    d_end, g_end = np.cumsum(d_counts), np.cumsum(g_counts)
     return MatchList(
         [
-            ImageMatches(image, tp, gt, ign, taken, crowd)
-            for image, tp, gt, ign, taken, crowd in zip(
+            ImageMatches(
+                image,
+                det_tp[d0:d1],
+                det_gt[d0:d1],
+                det_ign[d0:d1],
+                gt_taken[g0:g1],
+                gt_crowd[g0:g1],
+            )  # fmt: skip
+            for image, d0, d1, g0, g1 in zip(
                 cols.images,
-                np.split(det_tp, d_split),
-                np.split(det_gt, d_split),
-                np.split(det_ign, d_split),
-                np.split(gt_taken, g_split),
-                np.split(gt_crowd, g_split),
+                (d_end - d_counts).tolist(),
+                d_end.tolist(),
+                (g_end - g_counts).tolist(),
+                g_end.tolist(),
                 strict=True,
             )
         ]

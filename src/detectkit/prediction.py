@@ -69,7 +69,7 @@ class Detections:
         InvalidInputError: Shapes disagree, a coordinate is outside ``[0, 1]`` or inverted,
             a value is not finite, a class id is out of range, or class names repeat.
 
-    Example:
+    Examples:
         >>> det = Detections([[0.1, 0.2, 0.5, 0.6]], [0.9], [0], classes=["can"])
         >>> len(det), det.labels.tolist(), det.to_pixels(200, 100).tolist()
         (1, ['can'], [[20.0, 20.0, 100.0, 60.0]])
@@ -219,6 +219,10 @@ class Detections:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # numpy does not pickle the read-only flag: rebuild through the read-only constructor
+        return (_restore, (self.xyxy, self.scores, self.class_ids, self.classes))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{b.label} {b.score:.3f}" for b in self[:5])
@@ -417,7 +421,8 @@ class Prediction:
                 (COCO ids start at 1); pass the ground truth's mapping when it differs.
 
         Returns:
-            ``[{"image_id", "category_id", "bbox": [x, y, w, h] (pixels), "score"}, ...]``.
+            One dict per box with ``image_id``, ``category_id``, ``bbox`` (pixel
+            ``[x, y, width, height]``) and ``score``.
 
         Raises:
             InvalidInputError: The image size is unknown, or a label has no category id.
@@ -652,6 +657,13 @@ _RECORD_COLUMNS = (
     "x_max",
     "y_max",
 )
+
+
+def _restore(
+    xyxy: FloatArray, scores: FloatArray, class_ids: IntArray, classes: tuple[str, ...]
+) -> Detections:
+    """Unpickle a :class:`Detections` (module level, so pickle can find it)."""
+    return Detections._trusted(xyxy, scores, class_ids, classes)
 
 
 # --------------------------------------------------------------------- checks

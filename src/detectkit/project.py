@@ -191,7 +191,10 @@ class Project:
             resource_group: Resource group of the workspace.
             workspace: Workspace name.
             credential: An azure-identity credential; ``DefaultAzureCredential()`` by default.
-            **client_kwargs: Passed to ``azure.ai.ml.MLClient`` (e.g. ``transport=``).
+            **client_kwargs: Passed to ``azure.ai.ml.MLClient`` (e.g. ``transport=``), except
+                ``mlflow_tracking_uri`` (an MLflow tracking URI to use instead of the
+                workspace's) and ``retry_sleep`` (the sleep function between scoring retries),
+                which the backend takes.
         """
         for value, field in (
             (subscription_id, "subscription_id"),

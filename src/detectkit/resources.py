@@ -175,6 +175,7 @@ class EndpointInfo(BaseModel):
     auth_mode: str = "key"
     deployments: tuple[str, ...] = ()
     model: str | None = None
+    error: str | None = None  # why it is not serving (locally: the end of the server log)
 
 
 # --------------------------------------------------------------------------- handles

@@ -67,6 +67,7 @@ __all__ = [
     "parse_onnx_output",
     "parse_response",
     "parse_yolo_onnx_output",
+    "read_predictions",
 ]
 
 #: One image for a request: a file path, encoded image bytes, a Pillow image or a ``uint8``
@@ -98,21 +99,22 @@ _CONTRACT = '[{"boxes": [{"box": {"topX", "topY", "bottomX", "bottomY"}, "label"
 def build_request(images: ImageInput | Iterable[ImageInput]) -> dict[str, Any]:
     """The JSON body (as a dict) that asks an AutoML endpoint to score ``images``.
 
-    Files and bytes are sent as they are (the server decodes them); Pillow images and numpy
-    arrays are encoded as PNG (lossless).
+    The body is ``{"input_data": {"columns": ["image"], "data": [<base64>, ...]}}``. Files
+    and bytes are sent as they are (the server decodes them); Pillow images and numpy arrays
+    are encoded as PNG (lossless).
 
     Args:
         images: One image or a list: file paths, encoded image bytes, Pillow images, or
             ``uint8`` arrays ``(height, width, 3)`` in RGB order (not OpenCV's BGR).
 
     Returns:
-        ``{"input_data": {"columns": ["image"], "data": [<base64>, ...]}}``.
+        The request body as a dict, one base64 string per image, in order.
 
     Raises:
         NotFoundError: An image file does not exist.
         InvalidInputError: An input is not an image, or the list is empty.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> body = build_request(np.zeros((4, 6, 3), np.uint8))
         >>> body["input_data"]["columns"], len(body["input_data"]["data"])
@@ -336,7 +338,7 @@ def parse_response(
             element and key (``response[3].boxes[7].box: missing key "topX"``), or the
             number of elements differs from the number of images sent.
 
-    Example:
+    Examples:
         >>> body = '[{"boxes": [{"box": {"topX": 0.1, "topY": 0.2, "bottomX": 0.5, "bottomY": 0.6}, "label": "can", "score": 0.9}]}]'
         >>> (pred,) = parse_response(body, sizes=[(200, 100)])
         >>> pred.labels.tolist(), pred.to_pixels().tolist()
@@ -567,7 +569,7 @@ def _read_lines(src: Any) -> tuple[str, list[tuple[int, str]]]:
 def _batch_size(
     name: str, sizes: Mapping[str, Size] | None, image_root: str | os.PathLike[str] | None
 ) -> Size | None:
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _base_name(name)
     if sizes is not None:
         dim = sizes.get(name) or sizes.get(base)
         if dim is not None:
@@ -578,6 +580,95 @@ def _batch_size(
         info = image_info(Path(image_root) / base)
         return (info.width, info.height)
     return None
+
+
+# ===================================================================== either file
+def read_predictions(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    images: Sequence[str | os.PathLike[str]] | None = None,
+    sizes: Sequence[Size | None] | None = None,
+    classes: Sequence[str] | None = None,
+) -> list[Prediction]:
+    """Read a saved predictions file of either shape, recognised by its first character.
+
+    * An online response (a JSON list, ``[``): one element per image, in the order of
+      ``images``, as :func:`parse_response` reads it.
+    * Batch output (JSON lines, ``{``): each line's ``filename`` is matched to ``images`` by
+      full path, then by base name; a match takes the local path as ``Prediction.image`` and
+      its entry of ``sizes``. Lines matching none keep their file name.
+
+    Args:
+        source: A file path, or the file's content as bytes (or as a string starting with
+            ``[`` or ``{``).
+        images: The images the predictions are for (``[r.image for r in dataset]``).
+        sizes: ``(width, height)`` of each of ``images`` (``None`` where unknown). Default:
+            read from the images for an online response, unknown for batch lines.
+        classes: The model's class list; default the sorted labels found.
+
+    Raises:
+        NotFoundError: The file does not exist.
+        InvalidResponseError: The content follows neither contract.
+    """
+    text: str | bytes
+    if isinstance(source, bytes | bytearray):
+        text, name = bytes(source), "predictions"
+    elif isinstance(source, str) and source.lstrip()[:1] in ("[", "{"):
+        text, name = source, "predictions"
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"predictions file not found: {path}") from exc
+        name = path.name
+    head = text.lstrip()[:1]
+    if head in ("[", b"[", '"', b'"'):
+        return parse_response(text, images=images, sizes=sizes, classes=classes)
+    if head not in ("{", b"{"):
+        raise InvalidResponseError(
+            f"{name}: expected an online response (a JSON list) or batch output (one JSON "
+            f"object per line), got content starting with {text[:40]!r}"
+        )
+    lines = text.splitlines()
+    source_arg: Any = lines if name == "predictions" else source
+    predictions = parse_batch_output(source_arg, classes=classes)
+    if images is None:
+        return predictions
+    refs = [os.fspath(x) for x in images]
+    dims = list(sizes) if sizes is not None else [None] * len(refs)
+    if len(dims) != len(refs):
+        raise InvalidInputError(
+            f"sizes: expected {len(refs)} (width, height) pairs, one per image, got {len(dims)}"
+        )
+    by_path = {ref: i for i, ref in enumerate(refs)}
+    bases: dict[str, list[int]] = {}
+    for i, ref in enumerate(refs):
+        bases.setdefault(_base_name(ref), []).append(i)
+    out = []
+    for pred in predictions:
+        filename = pred.image or ""
+        index = by_path.get(filename)
+        if index is None:
+            candidates = bases.get(_base_name(filename), [])
+            index = candidates[0] if len(candidates) == 1 else None
+        if index is None:
+            out.append(pred)
+            continue
+        dim = dims[index]
+        out.append(
+            Prediction(
+                image=refs[index],
+                width=None if dim is None else dim[0],
+                height=None if dim is None else dim[1],
+                detections=pred.detections,
+            )
+        )
+    return out
+
+
+def _base_name(ref: str) -> str:
+    return ref.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 # ===================================================================== the parser core

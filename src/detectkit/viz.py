@@ -59,6 +59,7 @@ __all__ = [
 RGB = tuple[int, int, int]
 Rect = tuple[float, float, float, float]
 FloatArray = npt.NDArray[np.float64]
+UInt8Array = npt.NDArray[np.uint8]
 #: What :func:`draw` draws: a prediction, its detections, or ground truth.
 Target = Prediction | Detections | ImageRecord | Sequence[ObjectAnnotation]
 #: An image: a file path, encoded bytes, a Pillow image or an RGB ``uint8`` numpy array.
@@ -314,23 +315,31 @@ def _open(image: ImageInput) -> PILImage.Image:
         out = ImageOps.exif_transpose(image) or image
         return out.convert("RGB") if out.mode != "RGB" or out is image else out
     if isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:
-            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
-                arr = arr * 255.0
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        if arr.ndim == 2:
-            return Image.fromarray(arr).convert("RGB")
-        if arr.ndim == 3 and arr.shape[2] in (3, 4):
-            return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]))
-        raise InvalidInputError(
-            f"image: expected an array of shape (height, width), (height, width, 3) or "
-            f"(height, width, 4), got shape {arr.shape}"
-        )
+        return Image.fromarray(_pixels(image))
     raise InvalidInputError(
         f"image: expected a path, bytes, a PIL image or a numpy array, got {type(image).__name__}"
+    )
+
+
+def _pixels(image: ImageInput) -> UInt8Array:
+    """A new, writable ``(height, width, 3)`` RGB array of ``image``, as displayed: the canvas
+    :func:`draw` draws on with numpy slices before making one Pillow image of it."""
+    if not isinstance(image, np.ndarray):
+        return np.array(_open(image), dtype=np.uint8)
+    arr = image
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, np.newaxis], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        return np.array(arr[:, :, :3], dtype=np.uint8, order="C")
+    raise InvalidInputError(
+        f"image: expected an array of shape (height, width), (height, width, 3) or "
+        f"(height, width, 4), got shape {arr.shape}"
     )
 
 
@@ -357,47 +366,80 @@ class _Mark(NamedTuple):
     width: int
 
 
-def _render(
-    canvas: PILImage.Image, marks: Sequence[_Mark], font_size: int, *, line_width: int
-) -> None:
-    """Draw the boxes, then lay out and draw their labels, in place on ``canvas``."""
-    from PIL import ImageDraw
+def _render(canvas: UInt8Array, marks: Sequence[_Mark], font_size: int, *, line_width: int) -> None:
+    """Draw the boxes, then lay out and draw their labels, in place on the ``canvas`` array.
 
-    pen = ImageDraw.Draw(canvas)
-    width, height = canvas.size
+    Everything is a numpy slice assignment from a cached block of the same shape: a row or
+    column of the colour for outlines and label fills, a pre-rendered tile for each word, which
+    copies whole pixel rows at once (filling a slice by broadcasting a 3-value colour is ten
+    times slower).
+    """
+    height, width = canvas.shape[:2]
+    length = max(width, height)
     for m in reversed(marks):  # the most confident box ends on top
-        x1, y1, x2, y2 = (round(v) for v in m.box)
-        if x2 - x1 >= 1 and y2 - y1 >= 1:  # the outline is drawn inside the box
-            pen.rectangle((x1, y1, x2 - 1, y2 - 1), outline=m.colour, width=m.width)
+        bx1, by1, bx2, by2 = m.box
+        # the outline is drawn inside the box; a box never reaches off the image
+        x1, y1 = max(round(bx1), 0), max(round(by1), 0)
+        x2, y2 = min(round(bx2), width), min(round(by2), height)
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            continue
+        lw = m.width
+        row = _row(m.colour, length)[:, : x2 - x1]
+        canvas[y1 : y1 + lw, x1:x2] = row
+        canvas[max(y2 - lw, 0) : y2, x1:x2] = row
+        column = _column(m.colour, lw, length)
+        left = min(x1 + lw, width) - x1
+        canvas[y1:y2, x1 : x1 + left] = column[: y2 - y1, :left]
+        right = max(x2 - lw, 0)
+        canvas[y1:y2, right:x2] = column[: y2 - y1, : x2 - right]
     labelled = [m for m in marks if m.text]
     if not labelled:
         return
     ascent, descent = _metrics(font_size)
-    pad = max(1, font_size // 6)
-    space = _advance(" ", font_size) + max(1, font_size // 10)
+    pad = _pad(font_size)
     label_h = ascent + descent + 2 * pad
-    words = [(m.text or "").split(" ") for m in labelled]
-    sizes = [
-        (sum(_advance(w, font_size) for w in ws) + space * (len(ws) - 1) + 2 * pad, label_h)
-        for ws in words
-    ]
-    rects = layout_labels([m.box for m in labelled], sizes, (width, height))
+    plans = [_label_plan(m.text or "", font_size) for m in labelled]
+    rects = layout_labels(
+        [m.box for m in labelled], [(p[0], label_h) for p in plans], (width, height)
+    )
     for m, rect in zip(labelled, rects, strict=True):
         if rect is not None:  # leader lines first, so that no line crosses a label
-            _leader(pen, m, rect, line_width)
-    for m, ws, rect in zip(labelled, words, rects, strict=True):
+            _leader(canvas, m, rect, line_width)
+    for m, (_, words), rect in zip(labelled, plans, rects, strict=True):
         if rect is None:
             continue
+        # layout_labels keeps labels inside the image: lx, ly >= 0
         lx, ly = round(rect[0]), round(rect[1])
-        pen.rectangle((lx, ly, round(rect[2]) - 1, round(rect[3]) - 1), fill=m.colour)
-        x = lx + pad
-        for w in ws:  # each word is rendered once per size and colour, then pasted
-            tile = _word_tile(w, font_size, m.colour)
-            if tile is not None:
-                canvas.paste(tile, (x, ly + pad))
-            x += _advance(w, font_size) + space
+        rx, ry = min(round(rect[2]), width), min(round(rect[3]), height)
+        if rx > lx and ry > ly:
+            canvas[ly:ry, lx:rx] = _row(m.colour, length)[:, : rx - lx]
+        for word, dx in words:  # each word is rendered once per size and colour
+            tile = _word_tile(word, font_size, m.colour)
+            x, y = lx + dx, ly + pad
+            x2, y2 = min(x + tile.shape[1], width), min(y + tile.shape[0], height)
+            if x2 > x and y2 > y:
+                canvas[y:y2, x:x2] = tile[: y2 - y, : x2 - x]
 
 
+@lru_cache(maxsize=256)
+def _row(colour: RGB, length: int) -> UInt8Array:
+    """A read-only ``(1, length, 3)`` row of ``colour``: slices of it fill outlines and labels."""
+    row = np.empty((1, length, 3), dtype=np.uint8)
+    row[...] = colour
+    row.flags.writeable = False
+    return row
+
+
+@lru_cache(maxsize=256)
+def _column(colour: RGB, line_width: int, length: int) -> UInt8Array:
+    """A read-only ``(length, line_width, 3)`` column of ``colour``: a box's side outline."""
+    column = np.empty((length, line_width, 3), dtype=np.uint8)
+    column[...] = colour
+    column.flags.writeable = False
+    return column
+
+
+@lru_cache(maxsize=32)
 def _metrics(size: int) -> tuple[int, int]:
     """Ascent and descent of the label font."""
     font = _font(size)
@@ -407,40 +449,78 @@ def _metrics(size: int) -> tuple[int, int]:
     return size, 0  # Pillow's bitmap font, where FreeType is missing
 
 
+def _pad(size: int) -> int:
+    """Space around the text of a label."""
+    return max(1, size // 6)
+
+
 @lru_cache(maxsize=8192)
 def _advance(text: str, size: int) -> int:
     """Width of ``text`` in pixels, up to where the next word would start."""
     return math.ceil(_font(size).getlength(text))
 
 
+@lru_cache(maxsize=8192)
+def _label_plan(text: str, size: int) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Width of the label of ``text``, and each word to draw with its offset from the label's
+    left edge (blank words take their room but draw nothing)."""
+    pad = _pad(size)
+    space = _advance(" ", size) + max(1, size // 10)
+    x = pad
+    words: list[tuple[str, int]] = []
+    for word in text.split(" "):
+        if word.strip():
+            words.append((word, x))
+        x += _advance(word, size) + space
+    return x - space + pad, tuple(words)
+
+
 @lru_cache(maxsize=4096)
-def _word_tile(text: str, size: int, fill: RGB) -> PILImage.Image | None:
-    """One word of label text rendered once on the label's fill colour.
+def _word_tile(text: str, size: int, fill: RGB) -> UInt8Array:
+    """One word of label text rendered once on the label's fill colour, as a read-only array.
 
     Labels repeat the same class names and score strings image after image, so drawing a
-    label pastes cached tiles (a copy) instead of asking FreeType to render and blend each
-    glyph again: four times faster than drawing the text.
+    label copies cached tiles instead of asking FreeType to render and blend each glyph again.
     """
     from PIL import Image, ImageDraw
 
-    if not text.strip():
-        return None
     font = _font(size)
     ascent, descent = _metrics(size)
     tile_w = max(_advance(text, size), math.ceil(font.getbbox(text)[2]))
     tile = Image.new("RGB", (tile_w, ascent + descent), fill)
     ImageDraw.Draw(tile).text((0, 0), text, font=font, fill=text_colour(fill))
-    return tile
+    pixels = np.array(tile, dtype=np.uint8)
+    pixels.flags.writeable = False
+    return pixels
 
 
-def _leader(pen: ImageDraw.ImageDraw, m: _Mark, rect: Rect, line_width: int) -> None:
+def _leader(canvas: UInt8Array, m: _Mark, rect: Rect, line_width: int) -> None:
     """A thin line from a label that was pushed away from its box back to the box."""
     x1, y1, x2, y2 = m.box
     cx, cy = (rect[0] + rect[2]) / 2.0, (rect[1] + rect[3]) / 2.0
     bx, by = min(max(cx, x1), x2), min(max(cy, y1), y2)  # nearest point of the box
     lx, ly = min(max(bx, rect[0]), rect[2]), min(max(by, rect[1]), rect[3])
     if math.hypot(bx - lx, by - ly) > 2.0 * line_width + 1.0:
-        pen.line((lx, ly, bx, by), fill=m.colour, width=max(1, line_width // 2))
+        _line(canvas, (lx, ly), (bx, by), m.colour, max(1, line_width // 2))
+
+
+def _line(
+    canvas: UInt8Array, start: tuple[float, float], end: tuple[float, float], colour: RGB, width: int
+) -> None:
+    """A straight line ``width`` pixels thick (across its main direction), clipped to the canvas."""
+    (x0, y0), (x1, y1) = start, end
+    steps = round(max(abs(x1 - x0), abs(y1 - y0))) + 1
+    xs = np.rint(np.linspace(x0, x1, steps)).astype(np.intp)
+    ys = np.rint(np.linspace(y0, y1, steps)).astype(np.intp)
+    if width > 1:
+        across = np.arange(width) - (width - 1) // 2
+        if abs(x1 - x0) >= abs(y1 - y0):  # mostly horizontal: thicken vertically
+            xs, ys = np.tile(xs, width), (ys[np.newaxis, :] + across[:, np.newaxis]).ravel()
+        else:
+            xs, ys = (xs[np.newaxis, :] + across[:, np.newaxis]).ravel(), np.tile(ys, width)
+    height, w = canvas.shape[:2]
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < height)
+    canvas[ys[inside], xs[inside]] = colour
 
 
 def _label_text(label: str, score: float, crowd: bool, show_scores: bool) -> str:
@@ -493,30 +573,31 @@ def draw(
         >>> draw(np.zeros((120, 160, 3), np.uint8), [card]).size
         (160, 120)
     """
-    canvas = _open(image)
+    from PIL import Image
+
+    canvas = _pixels(image)
     items = _items(target, classes)
-    width, height = canvas.size
+    height, width = canvas.shape[:2]
     auto_line, auto_font = _auto_sizes(width, height)
     lw = auto_line if line_width is None else max(1, int(line_width))
     fs = auto_font if font_size is None else max(1, int(font_size))
-    keep = np.ones(len(items.labels), dtype=bool)
+    order = np.argsort(-np.nan_to_num(items.scores, nan=np.inf), kind="stable")
     if min_score is not None:
-        keep = ~(items.scores < min_score)  # NaN (no score) compares False: kept
-    order = [
-        i for i in np.argsort(-np.nan_to_num(items.scores, nan=np.inf), kind="stable") if keep[i]
-    ]
-    px = items.xyxy * np.array([width, height, width, height], dtype=np.float64)
-    marks = [
-        _Mark(
-            box=_rect(px[i]),
-            colour=class_colour(items.labels[i], items.class_ids[i]),
-            text=_label_text(items.labels[i], float(items.scores[i]), items.crowd[i], show_scores),
-            width=max(1, lw // 2) if items.crowd[i] else lw,
-        )
-        for i in order
-    ]
+        order = order[~(items.scores[order] < min_score)]  # NaN (no score) compares False: kept
+    px = (items.xyxy * np.array([width, height, width, height], dtype=np.float64)).tolist()
+    scores = items.scores.tolist()
+    colours: dict[tuple[str, int | None], RGB] = {}
+    marks: list[_Mark] = []
+    for i in order.tolist():
+        label, class_id, crowd = items.labels[i], items.class_ids[i], items.crowd[i]
+        colour = colours.get((label, class_id))
+        if colour is None:
+            colour = colours[label, class_id] = class_colour(label, class_id)
+        x1, y1, x2, y2 = px[i]
+        text = _label_text(label, scores[i], crowd, show_scores)
+        marks.append(_Mark((x1, y1, x2, y2), colour, text, max(1, lw // 2) if crowd else lw))
     _render(canvas, marks, fs, line_width=lw)
-    return canvas
+    return Image.fromarray(canvas)
 
 
 # ============================================================================ comparison
@@ -622,14 +703,16 @@ def plot_comparison(
     Returns:
         A new RGB Pillow image.
     """
-    canvas = _open(image)
+    from PIL import Image
+
+    canvas = _pixels(image)
     gt = _items(record, None)
     det = _items(prediction, None)
     if matches is None:
         outcome = _greedy_match(gt, det, iou)
     else:
         outcome = _outcome_from(matches, record, prediction, len(det.labels))
-    width, height = canvas.size
+    height, width = canvas.shape[:2]
     auto_line, auto_font = _auto_sizes(width, height)
     lw = auto_line if line_width is None else max(1, int(line_width))
     fs = auto_font if font_size is None else max(1, int(font_size))
@@ -660,7 +743,7 @@ def plot_comparison(
         else:
             marks.append(_Mark(_rect(gt_px[g]), FN_COLOUR, f"FN {label}", lw))
     _render(canvas, marks, fs, line_width=lw)
-    return canvas
+    return Image.fromarray(canvas)
 
 
 def _rect(row: FloatArray) -> Rect:

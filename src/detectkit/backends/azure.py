@@ -643,13 +643,18 @@ class AzureBackend:
 
     @staticmethod
     def _upload_files(container: Any, files: list[tuple[Path, str]]) -> None:
+        """Upload ``(local file, blob name)`` pairs, 8 at a time, with a progress bar."""
+        from detectkit.progress import track
+
         def upload(item: tuple[Path, str]) -> None:
             src, blob = item
             with open(src, "rb") as fh:
                 container.upload_blob(blob, fh, overwrite=True)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(upload, files))
+            done = pool.map(upload, files)
+            for _ in track(done, total=len(files), description="uploading"):
+                pass
 
     def _target(self, name: str) -> tuple[str, SecretStr]:
         """Scoring URI and key of an endpoint, fetched once and cached."""

@@ -325,7 +325,7 @@ def _read_images(
         iid = entry.get("id")
         name = entry.get("file_name")
         if not _is_id(iid) or iid in images:
-            if iid in images:
+            if _is_id(iid):
                 col.add(
                     ProblemKind.DUPLICATE_ID,
                     "image id is used twice; the second image was dropped",
