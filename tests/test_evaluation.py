@@ -477,6 +477,42 @@ def test_predictions_are_matched_by_file_name_mapping_or_order() -> None:
     assert evaluate(dataset, in_order).stats == base.stats
 
 
+def test_labels_are_matched_by_name_not_by_class_id() -> None:
+    dataset, predictions, _, _ = make_case(12, n_images=6)
+    base = evaluate(dataset, predictions)
+    reordered = []
+    for p in predictions:
+        det = p.detections
+        classes = tuple(reversed(det.classes))
+        ids = len(classes) - 1 - det.class_ids
+        reordered.append(
+            Prediction(image=p.image, detections=Detections(det.xyxy, det.scores, ids, classes))
+        )
+    again = evaluate(dataset, reordered)
+    assert again.stats == base.stats
+    assert again.classes == base.classes
+    np.testing.assert_array_equal(again.confusion_matrix, base.confusion_matrix)
+
+
+def test_missing_image_sizes_are_read_from_the_files(tmp_path: Any) -> None:
+    from detectkit.synthetic import make_dataset
+
+    cards = make_dataset(tmp_path / "cards", n_images=3, size=(96, 64), seed=2)
+    rng = np.random.default_rng(0)
+    predictions = []
+    for r in cards:
+        boxes = np.array([o.box.to_array() for o in r.objects]).reshape(-1, 4)
+        boxes = np.clip(boxes + rng.normal(0, 0.03, boxes.shape), 0, 1)
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
+        ids = [cards.classes.index(o.label) for o in r.objects]
+        det = Detections(boxes, rng.random(len(ids)), ids, cards.classes)
+        predictions.append(Prediction(image=r.image, detections=det))
+    unsized = LabeledDataset(
+        [r.model_copy(update={"width": None, "height": None}) for r in cards], cards.classes
+    )
+    assert evaluate(unsized, predictions).stats == evaluate(cards, predictions).stats
+
+
 def test_bad_predictions_name_the_problem() -> None:
     dataset, predictions, _, _ = make_case(10, n_images=3)
     det = predictions[0].detections

@@ -37,7 +37,7 @@ _FIELDS = ("top_x", "top_y", "bottom_x", "bottom_y")
 class Box(BaseModel):
     """An axis-aligned box in normalized image coordinates.
 
-    Args:
+    Attributes:
         top_x: Left edge divided by the image width, in ``[0, 1]``.
         top_y: Top edge divided by the image height, in ``[0, 1]``.
         bottom_x: Right edge divided by the image width, in ``[top_x, 1]``.

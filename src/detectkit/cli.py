@@ -9,8 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detectkit.errors import DetectkitError
+
+if TYPE_CHECKING:
+    from detectkit.dataset import Format, LabeledDataset
+    from detectkit.validation import ValidationReport
 
 __all__ = ["main"]
 
@@ -54,7 +59,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "or YOLO format (recognised automatically unless --from is given).",
     )
     ds_sub = ds.add_subparsers(title="dataset commands", metavar="ACTION")
-    ds.set_defaults(func=lambda _a: (ds.print_help(), 2)[1])
+
+    def _dataset_help(_args: argparse.Namespace) -> int:
+        ds.print_help()
+        return 2
+
+    ds.set_defaults(func=_dataset_help)
 
     conv = ds_sub.add_parser(
         "convert",
@@ -192,14 +202,24 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- commands
-def _read(args: argparse.Namespace, *, errors: str = "raise"):  # type: ignore[no-untyped-def]
+def _source(args: argparse.Namespace) -> str:
+    return str(args.src if hasattr(args, "src") else args.ground_truth)
+
+
+def _read(args: argparse.Namespace) -> LabeledDataset:
+    from detectkit.formats import read_dataset
+
+    return read_dataset(_source(args), args.from_, images_root=getattr(args, "images_root", None))
+
+
+def _read_collect(args: argparse.Namespace) -> tuple[LabeledDataset, ValidationReport]:
     from detectkit.formats import read_dataset
 
     return read_dataset(
-        args.src if hasattr(args, "src") else args.ground_truth,
+        _source(args),
         args.from_,
         images_root=getattr(args, "images_root", None),
-        errors=errors,  # type: ignore[arg-type]
+        errors="collect",
     )
 
 
@@ -242,7 +262,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    dataset, report = _read(args, errors="collect")
+    dataset, report = _read_collect(args)
     full = report.merge(dataset.validate(check_images=not args.no_images, progress=True))
     if args.json:
         print(full.model_dump_json(indent=2))
@@ -256,7 +276,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
     from detectkit.formats import write_dataset
 
     dataset = _read(args)
-    fmt = args.to or "azureml"
+    fmt: Format = args.to or "azureml"
     parts = dataset.split(args.val, test=args.test, seed=args.seed)
     out = Path(args.out)
     for name, part in zip(("train", "val", "test"), parts, strict=True):

@@ -47,7 +47,7 @@ Format = Literal["azureml", "coco", "voc", "yolo"]
 class ObjectAnnotation(BaseModel):
     """One labeled object in an image.
 
-    Args:
+    Attributes:
         label: Class name.
         box: Normalized box.
         is_crowd: A crowd region (COCO ``iscrowd``, Azure ML ``isCrowd``, VOC ``difficult`` by
@@ -66,7 +66,7 @@ class ObjectAnnotation(BaseModel):
 class ImageRecord(BaseModel):
     """One image and its objects.
 
-    Args:
+    Attributes:
         image: Local path (absolute once read from a file) or URL (``azureml://``, ``https://``).
         width: Displayed width in pixels (EXIF orientation applied), when known.
         height: Displayed height in pixels, when known.

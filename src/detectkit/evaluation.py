@@ -66,7 +66,7 @@ AREA_RANGES: dict[str, tuple[float, float]] = {
     "medium": (32.0**2, 96.0**2),
     "large": (96.0**2, 1e5**2),
 }
-# exactly pycocotools' Params.setDetParams values (linspace, not literals: 0.7 != 0.7000...1)
+# exactly pycocotools' Params.setDetParams values (linspace: its 0.9 is 0.8999999999999999)
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 _T50, _T75 = 0, 5  # indices of IoU 0.50 and 0.75
@@ -193,6 +193,7 @@ class ThresholdMetrics(BaseModel):
 
     @classmethod
     def of(cls, tp: int, fp: int, fn: int, score: float, iou: float) -> ThresholdMetrics:
+        """Metrics from the counts at thresholds ``score`` and ``iou``."""
         p = tp / (tp + fp) if tp + fp else 0.0
         r = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * p * r / (p + r) if p + r else 0.0
@@ -555,7 +556,7 @@ class EvaluationReport:
             aps = (
                 f"{_fmt(r.ap):>7}{_fmt(r.ap50):>7}{_fmt(r.ap75):>7}"
                 if self.protocol == "coco"
-                else f"{_fmt(r.voc_ap50):>7}"
+                else f"{_fmt(r.voc_ap50):>9}"
             )
             lines.append(
                 f"{r.label[:20]:<20}{aps}{r.gt:>7}{r.detections:>8}"
@@ -584,7 +585,7 @@ _CURVE_FIELDS = ("recall", "precision", "scores")
 
 
 def _table_header(protocol: str) -> str:
-    aps = f"{'AP':>7}{'AP50':>7}{'AP75':>7}" if protocol == "coco" else f"{'VOC AP50':>7}"
+    aps = f"{'AP':>7}{'AP50':>7}{'AP75':>7}" if protocol == "coco" else f"{'VOC AP50':>9}"
     return f"{'class':<20}{aps}{'GT':>7}{'dets':>8}{'P':>7}{'R':>7}{'F1':>7}"
 
 
@@ -640,7 +641,9 @@ def _align(
     """Pair every prediction with its ground-truth record index."""
     refs = [r.image for r in ground_truth.records]
     if isinstance(predictions, Mapping):
-        items: list[tuple[str | None, DetectionsLike]] = list(predictions.items())
+        items: list[tuple[str | None, DetectionsLike]] = [
+            (os.fspath(k) if isinstance(k, os.PathLike) else k, v) for k, v in predictions.items()
+        ]
     else:
         items = [(p.image, p.detections) for p in predictions]
     keys = [k for k, _ in items]
@@ -820,7 +823,7 @@ def _columns_from_coco(gt_source: Any, results_source: Any) -> _Columns:
             "expected a COCO results list", file=rfile, expected="a JSON list of "
             "{image_id, category_id, bbox, score}", got=type(results).__name__,
         )  # fmt: skip
-    images = sorted(gt["images"], key=lambda im: _coco_key(im.get("id")))
+    images = sorted(gt["images"], key=lambda im: _id_order(im.get("id")))
     img_of: dict[Any, int] = {}
     for n, im in enumerate(images):
         key = _coco_key(im.get("id"))
@@ -831,7 +834,7 @@ def _columns_from_coco(gt_source: Any, results_source: Any) -> _Columns:
                 hint="give every image its own id",
             )  # fmt: skip
         img_of[key] = n
-    cats = sorted(gt.get("categories") or [], key=lambda c: _coco_key(c.get("id")))
+    cats = sorted(gt.get("categories") or [], key=lambda c: _id_order(c.get("id")))
     cat_of: dict[Any, int] = {}
     for n, c in enumerate(cats):
         key = _coco_key(c.get("id"))
@@ -847,9 +850,94 @@ def _columns_from_coco(gt_source: Any, results_source: Any) -> _Columns:
             f"{name} (id {c.get('id')})" for name, c in zip(class_names, cats, strict=True)
         ]
     anns = gt.get("annotations") or []
+    g_img, g_cls, g_box, g_area, g_crowd, has_area = _coco_annotations(anns, img_of, cat_of, file)
+    d_img, d_cls, d_box, d_score, extra_names = _coco_results(results, img_of, cat_of, rfile)
+    # extra categories: named by id, sorted by that name, after the ground-truth classes
+    extra = sorted((f"category_id={k!r}", j) for k, j in extra_names.items())
+    remap = np.arange(len(cats) + len(extra), dtype=np.int64)
+    for pos, (_, j) in enumerate(extra):
+        remap[len(cats) + j] = len(cats) + pos
+    gt_img, det_img = g_img, d_img
+    return _Columns(
+        images=[str(im.get("file_name", im.get("id"))) for im in images],
+        classes=(*class_names, *(name for name, _ in extra)),
+        n_gt_classes=len(cats),
+        area_source="box" if has_area == 0 else "annotation" if has_area == len(anns) else "mixed",
+        gt_img=gt_img,
+        gt_cls=g_cls,
+        gt_box=g_box,
+        gt_area=g_area,
+        gt_crowd=g_crowd,
+        gt_local=_local_index(gt_img, len(images)),
+        det_img=det_img,
+        det_cls=remap[d_cls],
+        det_box=d_box,
+        det_score=d_score,
+        det_local=_local_index(det_img, len(images)),
+    )
+
+
+def _positions(ids: list[Any], table: Mapping[Any, int]) -> Array | None:
+    """``table[id]`` (-1 when absent) for plain integer ids, vectorized; ``None`` otherwise."""
+    keys = np.array(list(table), dtype=object)
+    values = np.array(ids)
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        return None
+    if not all(type(k) is int for k in keys):
+        return None
+    try:
+        known = keys.astype(np.int64)
+    except OverflowError:
+        return None
+    order = np.argsort(known)
+    sorted_keys = known[order]
+    at = np.clip(np.searchsorted(sorted_keys, values), 0, max(known.size - 1, 0))
+    if known.size == 0:
+        return np.full(values.size, -1, dtype=np.int64)
+    pos = np.array(list(table.values()), dtype=np.int64)[order][at]
+    out: Array = np.where(sorted_keys[at] == values, pos, -1)
+    return out
+
+
+def _numbers(values: list[Any], shape: tuple[int, ...]) -> Array | None:
+    """A finite float array of ``shape`` built from plain numbers, or ``None``."""
+    try:
+        arr = np.array(values)
+    except ValueError:  # ragged
+        return None
+    if arr.shape != shape or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+        return None
+    return arr.astype(np.float64)
+
+
+def _coco_annotations(
+    anns: list[Any], img_of: Mapping[Any, int], cat_of: Mapping[Any, int], file: str | None
+) -> tuple[Array, Array, Array, Array, Array, int]:
+    """Image and class positions, boxes, areas, crowd flags; and how many had an area."""
+    n = len(anns)
+    if all(isinstance(a, Mapping) for a in anns):  # fast path; on any doubt, the loop below
+        img = _positions([a.get("image_id") for a in anns], img_of)
+        cls = _positions([a.get("category_id") for a in anns], cat_of)
+        box = _numbers([a.get("bbox") for a in anns], (n, 4))
+        areas = [a.get("area") for a in anns]
+        with_area = sum(v is not None for v in areas)
+        area = _numbers(areas, (n,)) if with_area == n else None
+        crowd = np.array([a.get("iscrowd", 0) for a in anns]).reshape(-1)
+        if (
+            img is not None
+            and cls is not None
+            and box is not None
+            and bool((img >= 0).all() and (cls >= 0).all())
+            and crowd.dtype.kind in "biu"
+            and (with_area == 0 or area is not None)
+        ):
+            area = box[:, 2] * box[:, 3] if area is None else area
+            return img, cls, box, area, crowd != 0, with_area
     g_img, g_cls, g_box, g_area, g_crowd, has_area = [], [], [], [], [], 0
     for n, a in enumerate(anns):
         where = f"annotations[{n}]"
+        if not isinstance(a, Mapping):
+            raise InvalidAnnotationError("expected an object", file=file, location=where)
         i = img_of.get(_coco_key(a.get("image_id")), -1)
         k = cat_of.get(_coco_key(a.get("category_id")), -1)
         if i < 0 or k < 0:
@@ -860,22 +948,55 @@ def _columns_from_coco(gt_source: Any, results_source: Any) -> _Columns:
                 f"{field} is not in the file's {'images' if i < 0 else 'categories'}",
                 file=file, location=where, field=field, got=repr(got),
             )  # fmt: skip
-        box = _coco_box(a.get("bbox"), file, where)
+        box_n = _coco_box(a.get("bbox"), file, where)
         g_img.append(i)
         g_cls.append(k)
-        g_box.append(box)
+        g_box.append(box_n)
         if a.get("area") is not None:
             has_area += 1
             g_area.append(float(a["area"]))
         else:
-            g_area.append(box[2] * box[3])
+            g_area.append(box_n[2] * box_n[3])
         g_crowd.append(bool(a.get("iscrowd", 0)))
+    return (
+        np.array(g_img, dtype=np.int64),
+        np.array(g_cls, dtype=np.int64),
+        np.array(g_box, dtype=np.float64).reshape(-1, 4),
+        np.array(g_area, dtype=np.float64),
+        np.array(g_crowd, dtype=bool),
+        has_area,
+    )
+
+
+def _coco_results(
+    results: list[Any], img_of: Mapping[Any, int], cat_of: Mapping[Any, int], file: str | None
+) -> tuple[Array, Array, Array, Array, dict[Any, int]]:
+    """Image positions, class codes (unknown categories after the known ones), boxes,
+    scores, and the unknown category ids with their order of appearance."""
+    n, n_cats = len(results), len(cat_of)
+    if all(isinstance(r, Mapping) for r in results):  # fast path; on any doubt, the loop below
+        img = _positions([r.get("image_id") for r in results], img_of)
+        cat_ids = [r.get("category_id") for r in results]
+        cls = _positions(cat_ids, cat_of)
+        box = _numbers([r.get("bbox") for r in results], (n, 4))
+        score = _numbers([r.get("score") for r in results], (n,))
+        if (
+            img is not None
+            and cls is not None
+            and box is not None
+            and score is not None
+            and bool((img >= 0).all())
+        ):
+            extra: dict[Any, int] = {}
+            for j in np.flatnonzero(cls < 0).tolist():
+                cls[j] = n_cats + extra.setdefault(int(cat_ids[j]), len(extra))
+            return img, cls, box, score, extra
     extra_names: dict[Any, int] = {}
     d_img, d_cls, d_box, d_score = [], [], [], []
     for n, r in enumerate(results):
         where = f"results[{n}]"
         if not isinstance(r, Mapping):
-            raise InvalidAnnotationError("expected an object", file=rfile, location=where)
+            raise InvalidAnnotationError("expected an object", file=file, location=where)
         i = img_of.get(_coco_key(r.get("image_id")), -1)
         if i < 0:
             raise InvalidInputError(
@@ -885,41 +1006,30 @@ def _columns_from_coco(gt_source: Any, results_source: Any) -> _Columns:
         ckey = _coco_key(r.get("category_id"))
         k = cat_of.get(ckey, -1)
         if k < 0:
-            k = len(cats) + extra_names.setdefault(ckey, len(extra_names))
-        score = r.get("score")
-        if not isinstance(score, int | float) or not math.isfinite(score):
+            k = n_cats + extra_names.setdefault(ckey, len(extra_names))
+        value = r.get("score")
+        if not isinstance(value, int | float) or not math.isfinite(value):
             raise InvalidAnnotationError(
-                "score must be a finite number", file=rfile, location=where, field="score",
-                got=repr(score),
+                "score must be a finite number", file=file, location=where, field="score",
+                got=repr(value),
             )  # fmt: skip
         d_img.append(i)
         d_cls.append(k)
-        d_box.append(_coco_box(r.get("bbox"), rfile, where))
-        d_score.append(float(score))
-    # extra categories: named by id, sorted by that name, after the ground-truth classes
-    extra = sorted((f"category_id={k!r}", j) for k, j in extra_names.items())
-    remap = np.arange(len(cats) + len(extra), dtype=np.int64)
-    for pos, (_, j) in enumerate(extra):
-        remap[len(cats) + j] = len(cats) + pos
-    gt_img = np.array(g_img, dtype=np.int64)
-    det_img = np.array(d_img, dtype=np.int64)
-    return _Columns(
-        images=[str(im.get("file_name", im.get("id"))) for im in images],
-        classes=(*class_names, *(name for name, _ in extra)),
-        n_gt_classes=len(cats),
-        area_source="box" if has_area == 0 else "annotation" if has_area == len(anns) else "mixed",
-        gt_img=gt_img,
-        gt_cls=np.array(g_cls, dtype=np.int64),
-        gt_box=np.array(g_box, dtype=np.float64).reshape(-1, 4),
-        gt_area=np.array(g_area, dtype=np.float64),
-        gt_crowd=np.array(g_crowd, dtype=bool),
-        gt_local=_local_index(gt_img, len(images)),
-        det_img=det_img,
-        det_cls=remap[np.array(d_cls, dtype=np.int64)],
-        det_box=np.array(d_box, dtype=np.float64).reshape(-1, 4),
-        det_score=np.array(d_score, dtype=np.float64),
-        det_local=_local_index(det_img, len(images)),
+        d_box.append(_coco_box(r.get("bbox"), file, where))
+        d_score.append(float(value))
+    return (
+        np.array(d_img, dtype=np.int64),
+        np.array(d_cls, dtype=np.int64),
+        np.array(d_box, dtype=np.float64).reshape(-1, 4),
+        np.array(d_score, dtype=np.float64),
+        extra_names,
     )
+
+
+def _id_order(value: Any) -> tuple[int, Any]:
+    """Sort key for ids: numbers by value (pycocotools' order), anything else after, by text."""
+    key = _coco_key(value)
+    return (0, key) if isinstance(key, int | float) else (1, str(key))
 
 
 def _coco_key(value: Any) -> Any:
@@ -1308,41 +1418,14 @@ def _run(
     precision = recall = None
     ap_rows: dict[int, tuple[float | None, ...]] = {}
     if protocol == "coco":
-        cut = max_dets[-1]
-        lo = np.array([r[0] for r in AREA_RANGES.values()])
-        hi = np.array([r[1] for r in AREA_RANGES.values()])
-        gt_ignore = (
-            gt_crowd[None, :] | (gt_area[None, :] < lo[:, None]) | (gt_area[None, :] > hi[:, None])
-        )
-        e_det, e_gt, e_iou = crowd_edges
-        sel = pair_rank[e_det] < cut
-        thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
-        match, on_ignored = _greedy_match(
-            n_det, pair_rank, (e_det[sel], e_gt[sel], e_iou[sel]), thresholds, gt_ignore, gt_crowd
-        )
-        # columns a * T + t; an unmatched detection outside the area range is ignored
-        out_of_range = np.repeat(
-            (det_area[:, None] < lo) | (det_area[:, None] > hi), thresholds.size, axis=1
-        )
-        matched = match >= 0
-        tp, fp = matched & ~on_ignored, ~(matched | out_of_range)
-        npig = np.zeros((n_gt_cls, 4), dtype=np.int64)
-        for a in range(4):
-            npig[:, a] = np.bincount(gt_cls[~gt_ignore[a]], minlength=n_cls)[:n_gt_cls]
-        evaluated = by_class[pair_rank[by_class] < cut]
-        precision, recall, curves = _accumulate(
-            tp, fp, evaluated, det_cls, pair_rank, det_score, npig, max_dets
-        )
+        main, curves, precision, recall = _coco(
+            crowd_edges, pair_rank, by_class, det_cls, det_score, det_area, gt_cls, gt_area,
+            gt_crowd, n_gt_cls, max_dets,
+        )  # fmt: skip
         stats = _summarize(precision, recall, max_dets)
         for k in range(n_gt_cls):
             s = precision[:, :, k, 0, -1]
             ap_rows[k] = (_mean(s), _mean(s[_T50]), _mean(s[_T75]), None)
-        main = _Outcome(  # column 0: area all, IoU 0.5
-            det_tp=tp[:, 0],
-            det_gt=match[:, 0].astype(np.int64),
-            det_ignored=on_ignored[:, 0] | (pair_rank >= cut) & (det_cls < n_gt_cls),
-            gt_taken=_taken(match[:, 0], n_gt),
-        )
     else:
         main, curves, voc_ap = _voc(
             n_det, det_key, det_box, in_gt_cls, gt_key, gt_box, gt_crowd, by_class, det_cls,
@@ -1415,6 +1498,54 @@ def _run(
         num_gt=n_gt,
         num_detections=n_det,
     )
+
+
+def _coco(
+    edges: tuple[Array, Array, Array],
+    pair_rank: Array,
+    by_class: Array,
+    det_cls: Array,
+    det_score: Array,
+    det_area: Array,
+    gt_cls: Array,
+    gt_area: Array,
+    gt_crowd: Array,
+    n_gt_cls: int,
+    max_dets: tuple[int, ...],
+) -> tuple[_Outcome, dict[int, PRCurve], Array, Array]:
+    """pycocotools' ``evaluate`` and ``accumulate``: the outcome at IoU 0.5 / area all, the
+    curves, and the precision ``(T,R,K,A,M)`` and recall ``(T,K,A,M)`` arrays."""
+    cut = max_dets[-1]
+    n_det, n_gt = det_cls.size, gt_cls.size
+    lo = np.array([r[0] for r in AREA_RANGES.values()])
+    hi = np.array([r[1] for r in AREA_RANGES.values()])
+    gt_ignore = gt_crowd | (gt_area < lo[:, None]) | (gt_area > hi[:, None])  # (A, G)
+    e_det, e_gt, e_iou = edges
+    sel = pair_rank[e_det] < cut
+    thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
+    match, on_ignored = _greedy_match(
+        n_det, pair_rank, (e_det[sel], e_gt[sel], e_iou[sel]), thresholds, gt_ignore, gt_crowd
+    )
+    # columns a * T + t; an unmatched detection outside the area range is ignored
+    out_of_range = (det_area[:, None] < lo) | (det_area[:, None] > hi)
+    matched = match >= 0
+    tp = matched & ~on_ignored
+    fp = ~(matched | np.repeat(out_of_range, thresholds.size, axis=1))
+    npig = np.stack(
+        [np.bincount(gt_cls[~ignore], minlength=n_gt_cls)[:n_gt_cls] for ignore in gt_ignore],
+        axis=1,
+    )  # (K, A) objects that count
+    evaluated = by_class[pair_rank[by_class] < cut]
+    precision, recall, curves = _accumulate(
+        tp, fp, evaluated, det_cls, pair_rank, det_score, npig, max_dets
+    )
+    main = _Outcome(  # column 0: area all, IoU 0.5
+        det_tp=tp[:, 0],
+        det_gt=match[:, 0].astype(np.int64),
+        det_ignored=on_ignored[:, 0] | (pair_rank >= cut) & (det_cls < n_gt_cls),
+        gt_taken=_taken(match[:, 0], n_gt),
+    )
+    return main, curves, precision, recall
 
 
 def _lookup(values: Array, index: Array, missing: Any) -> Array:
@@ -1541,27 +1672,16 @@ def _image_matches(cols: _Columns, main: _Outcome, d_order: Array, g_order: Arra
     gt_crowd = np.zeros(g_flat.size, dtype=bool)
     gt_taken[g_flat] = main.gt_taken
     gt_crowd[g_flat] = cols.gt_crowd[g_order]
-    d_end, g_end = np.cumsum(d_counts), np.cumsum(g_counts)
+    det = [(det_tp[a:b], det_gt[a:b], det_ign[a:b]) for a, b in _slices(d_counts)]
+    gt = [(gt_taken[a:b], gt_crowd[a:b]) for a, b in _slices(g_counts)]
     return MatchList(
-        [
-            ImageMatches(
-                image,
-                det_tp[d0:d1],
-                det_gt[d0:d1],
-                det_ign[d0:d1],
-                gt_taken[g0:g1],
-                gt_crowd[g0:g1],
-            )  # fmt: skip
-            for image, d0, d1, g0, g1 in zip(
-                cols.images,
-                (d_end - d_counts).tolist(),
-                d_end.tolist(),
-                (g_end - g_counts).tolist(),
-                g_end.tolist(),
-                strict=True,
-            )
-        ]
+        [ImageMatches(image, *d, *g) for image, d, g in zip(cols.images, det, gt, strict=True)]
     )
+
+
+def _slices(counts: Array) -> list[tuple[int, int]]:
+    end = np.cumsum(counts)
+    return list(zip((end - counts).tolist(), end.tolist(), strict=True))
 
 
 # ----------------------------------------------------------------------- public API

@@ -96,6 +96,7 @@ def load_image(source: str | os.PathLike[str] | bytes) -> PILImage.Image:
 
     from PIL import Image, ImageOps
 
+    im: PILImage.Image
     if isinstance(source, bytes | bytearray):
         im = Image.open(io.BytesIO(source))
     else:

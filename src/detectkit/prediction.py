@@ -341,6 +341,18 @@ class Prediction:
                 f"Prediction: detections: expected Detections, got {type(self.detections).__name__}"
             )
 
+    @classmethod
+    def _trusted(
+        cls, image: str | None, width: int | None, height: int | None, detections: Detections
+    ) -> Prediction:
+        """Build from checked values (parsers' fast path, skips ``__post_init__``)."""
+        self = object.__new__(cls)
+        object.__setattr__(self, "image", image)
+        object.__setattr__(self, "width", width)
+        object.__setattr__(self, "height", height)
+        object.__setattr__(self, "detections", detections)
+        return self
+
     def __len__(self) -> int:
         return len(self.detections)
 

@@ -385,8 +385,7 @@ class Endpoint:
             raise InvalidInputError("images: expected at least one image, got an empty list")
         body = encode_request(items)
         answer = self._backend.invoke(self.name, body, deployment=deployment, timeout=timeout)
-        refs = [os.fspath(x) if isinstance(x, str | os.PathLike) else None for x in items]
-        preds = parse_response(answer, images=refs, sizes=image_sizes(items))
+        preds = parse_response(answer, images=items, sizes=image_sizes(items))
         if min_score is not None:
             preds = [p.filter(min_score=min_score) for p in preds]
         return preds

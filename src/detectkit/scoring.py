@@ -347,13 +347,9 @@ def parse_response(
     data = _load_json(body)
     refs, dims = _image_refs(images, sizes, len(data))
     detections = _convert(data, classes, lambda i, path: f"response[{i}]{path}")
+    make = Prediction._trusted  # refs and dims were checked by _image_refs
     return [
-        Prediction(
-            image=ref,
-            width=None if dim is None else dim[0],
-            height=None if dim is None else dim[1],
-            detections=det,
-        )
+        make(ref, None, None, det) if dim is None else make(ref, dim[0], dim[1], det)
         for ref, dim, det in zip(refs, dims, detections, strict=True)
     ]
 

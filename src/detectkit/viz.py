@@ -18,6 +18,8 @@ import contextlib
 import hashlib
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from PIL import Image as PILImage
-    from PIL import ImageDraw, ImageFont
+    from PIL import ImageFont
 
     from detectkit.evaluation import EvaluationReport, ImageMatches
 
@@ -126,25 +128,40 @@ def text_colour(fill: RGB) -> RGB:
 class _Grid:
     """A uniform grid of placed rectangles, so an overlap test looks at a few cells only."""
 
+    __slots__ = ("cells", "ch", "cw")
+
     def __init__(self, cell_w: float, cell_h: float) -> None:
         self.cw = max(cell_w, 1.0)
         self.ch = max(cell_h, 1.0)
         self.cells: dict[tuple[int, int], list[Rect]] = {}
 
-    def free(self, r: Rect) -> bool:
-        x1, y1, x2, y2 = r
-        cells = self.cells
-        for i in range(int(x1 // self.cw), int(x2 // self.cw) + 1):
-            for j in range(int(y1 // self.ch), int(y2 // self.ch) + 1):
+    def free(self, x1: float, y1: float, x2: float, y2: float) -> bool:
+        cw, ch, cells = self.cw, self.ch, self.cells
+        rows = range(int(y1 // ch), int(y2 // ch) + 1)
+        for i in range(int(x1 // cw), int(x2 // cw) + 1):
+            for j in rows:
                 for o in cells.get((i, j), ()):
                     if x1 < o[2] and o[0] < x2 and y1 < o[3] and o[1] < y2:
                         return False
         return True
 
     def add(self, r: Rect) -> None:
-        for i in range(int(r[0] // self.cw), int(r[2] // self.cw) + 1):
-            for j in range(int(r[1] // self.ch), int(r[3] // self.ch) + 1):
-                self.cells.setdefault((i, j), []).append(r)
+        cw, ch, cells = self.cw, self.ch, self.cells
+        rows = range(int(r[1] // ch), int(r[3] // ch) + 1)
+        for i in range(int(r[0] // cw), int(r[2] // cw) + 1):
+            for j in rows:
+                placed = cells.get((i, j))
+                if placed is None:
+                    cells[i, j] = [r]
+                else:
+                    placed.append(r)
+
+
+def _median(values: list[float]) -> float:
+    """The median of a non-empty list, as ``np.median`` gives it (a mean of the middle two)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
 @lru_cache(maxsize=1)
@@ -231,19 +248,26 @@ def layout_labels(
     width, height = float(image_size[0]), float(image_size[1])
     if b.shape[0] == 0:
         return []
-    grid = _Grid(float(np.median(s[:, 0])), 2.0 * float(np.median(s[:, 1])))
+    sizes_px = s.tolist()
+    # cells of about a label (a few labels each when there are few: fewer cells to visit)
+    coarse = 2.0 if len(sizes_px) <= 64 else 1.0
+    grid = _Grid(
+        coarse * _median([w for w, _ in sizes_px]),
+        2.0 * coarse * _median([h for _, h in sizes_px]),
+    )
+    free = grid.free
     placed: list[Rect | None] = []
     misses = 0  # labels left out in a row: the image is full, search less
-    for box, (w, h) in zip(b, s.tolist(), strict=True):
+    for (x1, y1, x2, y2), (w, h) in zip(b.tolist(), sizes_px, strict=True):
         spot: Rect | None = None
         tries = max_tries if misses < 3 else max_tries // 10
-        for x, y in _candidates(_rect(box), w, h, width, height, tries):
-            # keep the label inside the image (a label wider than the image starts at 0)
-            x = min(max(x, 0.0), max(width - w, 0.0))
-            y = min(max(y, 0.0), max(height - h, 0.0))
-            rect = (x, y, x + w, y + h)
-            if grid.free(rect):
-                spot = rect
+        # keep the label inside the image (a label wider than the image starts at 0)
+        right, bottom = max(width - w, 0.0), max(height - h, 0.0)
+        for x, y in _candidates((x1, y1, x2, y2), w, h, width, height, tries):
+            x = min(max(x, 0.0), right)
+            y = min(max(y, 0.0), bottom)
+            if free(x, y, x + w, y + h):
+                spot = (x, y, x + w, y + h)
                 break
         if spot is None:
             misses += 1
@@ -366,77 +390,104 @@ class _Mark(NamedTuple):
     width: int
 
 
-def _render(canvas: UInt8Array, marks: Sequence[_Mark], font_size: int, *, line_width: int) -> None:
-    """Draw the boxes, then lay out and draw their labels, in place on the ``canvas`` array.
+def _render(
+    canvas: UInt8Array,
+    boxes: FloatArray,
+    colours: Sequence[RGB],
+    texts: Sequence[str | None],
+    widths: Sequence[int],
+    font_size: int,
+    *,
+    line_width: int,
+) -> None:
+    """Draw boxes (``(n, 4)`` pixel corners, most important first), then lay out and draw
+    their labels (``None``: no label), in place on the ``canvas`` array.
 
     Everything is a numpy slice assignment from a cached block of the same shape: a row or
-    column of the colour for outlines and label fills, a pre-rendered tile for each word, which
+    column of the colour for outlines and label fills, a pre-rendered tile for each word. That
     copies whole pixel rows at once (filling a slice by broadcasting a 3-value colour is ten
-    times slower).
+    times slower), and the image goes to Pillow once, at the end.
     """
     height, width = canvas.shape[:2]
     length = max(width, height)
-    for m in reversed(marks):  # the most confident box ends on top
-        bx1, by1, bx2, by2 = m.box
-        # the outline is drawn inside the box; a box never reaches off the image
-        x1, y1 = max(round(bx1), 0), max(round(by1), 0)
-        x2, y2 = min(round(bx2), width), min(round(by2), height)
+    corners = np.rint(boxes).astype(np.int64).reshape(-1, 4)
+    np.clip(corners, 0, [width, height, width, height], out=corners)
+    # a box's left and right sides are drawn through a view of the canvas as overlapping runs
+    # of line-width pixels, one run per (y, x): a side is then one strided copy of its rows
+    # instead of a tiny copy per row, three times faster
+    runs: dict[int, npt.NDArray[np.void]] = {}
+    # the most confident box ends on top; the outline is drawn inside the box
+    for (x1, y1, x2, y2), colour, lw in zip(
+        reversed(corners.tolist()), reversed(colours), reversed(widths), strict=True
+    ):
         if x2 - x1 < 1 or y2 - y1 < 1:
             continue
-        lw = m.width
-        row = _row(m.colour, length)[:, : x2 - x1]
-        canvas[y1 : y1 + lw, x1:x2] = row
-        canvas[max(y2 - lw, 0) : y2, x1:x2] = row
-        column = _column(m.colour, lw, length)
-        left = min(x1 + lw, width) - x1
-        canvas[y1:y2, x1 : x1 + left] = column[: y2 - y1, :left]
-        right = max(x2 - lw, 0)
-        canvas[y1:y2, right:x2] = column[: y2 - y1, : x2 - right]
-    labelled = [m for m in marks if m.text]
+        row, run = _paint(colour, lw, length)
+        canvas[y1 : y1 + lw, x1:x2] = row[:, : x2 - x1]
+        canvas[max(y2 - lw, 0) : y2, x1:x2] = row[:, : x2 - x1]
+        if x1 + lw <= width and x2 >= lw:
+            view = runs.get(lw)
+            if view is None:
+                view = runs[lw] = np.ndarray(
+                    (height, width - lw + 1), run.dtype, canvas, strides=(3 * width, 3)
+                )
+            view[y1:y2, x1] = run
+            view[y1:y2, x2 - lw] = run
+        else:  # a side cut by the image's edge
+            canvas[y1:y2, x1 : x1 + lw] = colour
+            canvas[y1:y2, max(x2 - lw, 0) : x2] = colour
+    labelled = [i for i, text in enumerate(texts) if text]
     if not labelled:
         return
     ascent, descent = _metrics(font_size)
     pad = _pad(font_size)
     label_h = ascent + descent + 2 * pad
-    plans = [_label_plan(m.text or "", font_size) for m in labelled]
     rects = layout_labels(
-        [m.box for m in labelled], [(p[0], label_h) for p in plans], (width, height)
+        boxes[labelled],
+        [(_label_plan(texts[i] or "", font_size)[0], label_h) for i in labelled],
+        (width, height),
     )
-    for m, rect in zip(labelled, rects, strict=True):
-        if rect is not None:  # leader lines first, so that no line crosses a label
-            _leader(canvas, m, rect, line_width)
-    for m, (_, words), rect in zip(labelled, plans, rects, strict=True):
-        if rect is None:
+    placed = [(i, rect) for i, rect in zip(labelled, rects, strict=True) if rect is not None]
+    if not placed:
+        return
+    at = [i for i, _ in placed]
+    spots = np.array([rect for _, rect in placed], dtype=np.float64)
+    near = boxes[at]
+    # a label pushed away from its box gets a thin line back to the box's nearest point;
+    # leader lines first, so that no line crosses a label
+    cx, cy = (spots[:, 0] + spots[:, 2]) / 2.0, (spots[:, 1] + spots[:, 3]) / 2.0
+    bx = np.minimum(np.maximum(cx, near[:, 0]), near[:, 2])
+    by = np.minimum(np.maximum(cy, near[:, 1]), near[:, 3])
+    lx = np.minimum(np.maximum(bx, spots[:, 0]), spots[:, 2])
+    ly = np.minimum(np.maximum(by, spots[:, 1]), spots[:, 3])
+    for k in np.flatnonzero(np.hypot(bx - lx, by - ly) > 2.0 * line_width + 1.0).tolist():
+        start, end = (float(lx[k]), float(ly[k])), (float(bx[k]), float(by[k]))
+        _line(canvas, start, end, colours[at[k]], max(1, line_width // 2))
+    # layout_labels keeps labels inside the image: x1, y1 >= 0
+    for (x1, y1, x2, y2), i in zip(np.rint(spots).astype(np.int64).tolist(), at, strict=True):
+        tile = _LABELS.get(texts[i] or "", font_size, colours[i])
+        tile_h, tile_w = tile.shape[:2]
+        x2, y2 = min(x2, width), min(y2, height)
+        if x2 - x1 == tile_w and y2 - y1 == tile_h:  # the label is whole on the image
+            canvas[y1:y2, x1:x2] = tile
             continue
-        # layout_labels keeps labels inside the image: lx, ly >= 0
-        lx, ly = round(rect[0]), round(rect[1])
-        rx, ry = min(round(rect[2]), width), min(round(rect[3]), height)
-        if rx > lx and ry > ly:
-            canvas[ly:ry, lx:rx] = _row(m.colour, length)[:, : rx - lx]
-        for word, dx in words:  # each word is rendered once per size and colour
-            tile = _word_tile(word, font_size, m.colour)
-            x, y = lx + dx, ly + pad
-            x2, y2 = min(x + tile.shape[1], width), min(y + tile.shape[0], height)
-            if x2 > x and y2 > y:
-                canvas[y:y2, x:x2] = tile[: y2 - y, : x2 - x]
+        if x2 > x1 and y2 > y1:  # cut by the edge, or a pixel wider after rounding
+            canvas[y1:y2, x1:x2] = _paint(colours[i], line_width, length)[0][:, : x2 - x1]
+        x2, y2 = min(x1 + tile_w, width), min(y1 + tile_h, height)
+        if x2 > x1 and y2 > y1:
+            canvas[y1:y2, x1:x2] = tile[: y2 - y1, : x2 - x1]
 
 
 @lru_cache(maxsize=256)
-def _row(colour: RGB, length: int) -> UInt8Array:
-    """A read-only ``(1, length, 3)`` row of ``colour``: slices of it fill outlines and labels."""
+def _paint(colour: RGB, line_width: int, length: int) -> tuple[UInt8Array, np.void]:
+    """``colour`` as a read-only ``(1, length, 3)`` row, whose slices fill outlines and labels
+    (a copy of whole rows, ten times faster than broadcasting three values), and as one run
+    of ``line_width`` pixels, for a box's sides."""
     row = np.empty((1, length, 3), dtype=np.uint8)
     row[...] = colour
     row.flags.writeable = False
-    return row
-
-
-@lru_cache(maxsize=256)
-def _column(colour: RGB, line_width: int, length: int) -> UInt8Array:
-    """A read-only ``(length, line_width, 3)`` column of ``colour``: a box's side outline."""
-    column = np.empty((length, line_width, 3), dtype=np.uint8)
-    column[...] = colour
-    column.flags.writeable = False
-    return column
+    run = np.frombuffer(bytes(colour) * line_width, dtype=np.dtype((np.void, 3 * line_width)))
+    return row, run[0]
 
 
 @lru_cache(maxsize=32)
@@ -475,7 +526,7 @@ def _label_plan(text: str, size: int) -> tuple[int, tuple[tuple[str, int], ...]]
     return x - space + pad, tuple(words)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _word_tile(text: str, size: int, fill: RGB) -> UInt8Array:
     """One word of label text rendered once on the label's fill colour, as a read-only array.
 
@@ -494,18 +545,58 @@ def _word_tile(text: str, size: int, fill: RGB) -> UInt8Array:
     return pixels
 
 
-def _leader(canvas: UInt8Array, m: _Mark, rect: Rect, line_width: int) -> None:
-    """A thin line from a label that was pushed away from its box back to the box."""
-    x1, y1, x2, y2 = m.box
-    cx, cy = (rect[0] + rect[2]) / 2.0, (rect[1] + rect[3]) / 2.0
-    bx, by = min(max(cx, x1), x2), min(max(cy, y1), y2)  # nearest point of the box
-    lx, ly = min(max(bx, rect[0]), rect[2]), min(max(by, rect[1]), rect[3])
-    if math.hypot(bx - lx, by - ly) > 2.0 * line_width + 1.0:
-        _line(canvas, (lx, ly), (bx, by), m.colour, max(1, line_width // 2))
+class _LabelCache:
+    """Rendered labels (fill and text) by text, font size and fill, the least recently used
+    dropped first beyond ``budget`` bytes: labels repeat image after image, and a cached one
+    is drawn with a single array copy."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.tiles: OrderedDict[tuple[str, int, RGB], UInt8Array] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, text: str, size: int, fill: RGB) -> UInt8Array:
+        key = (text, size, fill)
+        with self.lock:
+            tile = self.tiles.get(key)
+            if tile is not None:
+                self.tiles.move_to_end(key)
+                return tile
+        tile = _label_tile(text, size, fill)
+        with self.lock:
+            if key not in self.tiles:
+                self.tiles[key] = tile
+                self.used += tile.nbytes
+                while self.used > self.budget and len(self.tiles) > 1:
+                    self.used -= self.tiles.popitem(last=False)[1].nbytes
+        return tile
+
+
+def _label_tile(text: str, size: int, fill: RGB) -> UInt8Array:
+    """The label of ``text``: its fill with the words at their places, as a read-only array."""
+    width, words = _label_plan(text, size)
+    ascent, descent = _metrics(size)
+    pad = _pad(size)
+    tile = np.empty((ascent + descent + 2 * pad, width, 3), dtype=np.uint8)
+    tile[...] = fill
+    for word, dx in words:
+        pixels = _word_tile(word, size, fill)
+        part = tile[pad : pad + pixels.shape[0], dx : dx + pixels.shape[1]]
+        part[...] = pixels[: part.shape[0], : part.shape[1]]
+    tile.flags.writeable = False
+    return tile
+
+
+_LABELS = _LabelCache(budget=32 << 20)
 
 
 def _line(
-    canvas: UInt8Array, start: tuple[float, float], end: tuple[float, float], colour: RGB, width: int
+    canvas: UInt8Array,
+    start: tuple[float, float],
+    end: tuple[float, float],
+    colour: RGB,
+    width: int,
 ) -> None:
     """A straight line ``width`` pixels thick (across its main direction), clipped to the canvas."""
     (x0, y0), (x1, y1) = start, end
@@ -581,22 +672,25 @@ def draw(
     auto_line, auto_font = _auto_sizes(width, height)
     lw = auto_line if line_width is None else max(1, int(line_width))
     fs = auto_font if font_size is None else max(1, int(font_size))
-    order = np.argsort(-np.nan_to_num(items.scores, nan=np.inf), kind="stable")
+    # most confident first; no score (ground truth) before any score
+    order = np.argsort(np.where(np.isnan(items.scores), -np.inf, -items.scores), kind="stable")
     if min_score is not None:
         order = order[~(items.scores[order] < min_score)]  # NaN (no score) compares False: kept
-    px = (items.xyxy * np.array([width, height, width, height], dtype=np.float64)).tolist()
+    px = items.xyxy * np.array([width, height, width, height], dtype=np.float64)
     scores = items.scores.tolist()
-    colours: dict[tuple[str, int | None], RGB] = {}
-    marks: list[_Mark] = []
+    palette: dict[tuple[str, int | None], RGB] = {}
+    colours: list[RGB] = []
+    texts: list[str | None] = []
+    widths: list[int] = []
     for i in order.tolist():
         label, class_id, crowd = items.labels[i], items.class_ids[i], items.crowd[i]
-        colour = colours.get((label, class_id))
+        colour = palette.get((label, class_id))
         if colour is None:
-            colour = colours[label, class_id] = class_colour(label, class_id)
-        x1, y1, x2, y2 = px[i]
-        text = _label_text(label, scores[i], crowd, show_scores)
-        marks.append(_Mark((x1, y1, x2, y2), colour, text, max(1, lw // 2) if crowd else lw))
-    _render(canvas, marks, fs, line_width=lw)
+            colour = palette[label, class_id] = class_colour(label, class_id)
+        colours.append(colour)
+        texts.append(_label_text(label, scores[i], crowd, show_scores))
+        widths.append(max(1, lw // 2) if crowd else lw)
+    _render(canvas, px[order], colours, texts, widths, fs, line_width=lw)
     return Image.fromarray(canvas)
 
 
@@ -742,7 +836,15 @@ def plot_comparison(
             marks.append(_Mark(_rect(gt_px[g]), TP_COLOUR, None, thin))
         else:
             marks.append(_Mark(_rect(gt_px[g]), FN_COLOUR, f"FN {label}", lw))
-    _render(canvas, marks, fs, line_width=lw)
+    _render(
+        canvas,
+        np.array([m.box for m in marks], dtype=np.float64).reshape(-1, 4),
+        [m.colour for m in marks],
+        [m.text for m in marks],
+        [m.width for m in marks],
+        fs,
+        line_width=lw,
+    )
     return Image.fromarray(canvas)
 
 

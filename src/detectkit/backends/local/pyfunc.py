@@ -1,0 +1,219 @@
+"""The MLflow model a local trial saves: a ``python_function`` model speaking AutoML's contract.
+
+Layout (the same as an AutoML object-detection MLflow model)::
+
+    mlflow-model/
+        MLmodel                 flavor python_function, signature image (binary) -> boxes (string)
+        python_model.pkl        a DetectionModel (no weights inside)
+        artifacts/model.pt      the state_dict
+        artifacts/settings.json model_name, pretrained, min_size, max_size, box_score_thresh,
+                                nms_iou_thresh, box_detections_per_img (edit and re-register to
+                                change inference, as with AutoML)
+        artifacts/labels.json   the ordered class list
+        code/detectkit/         detectkit's source (code_paths), so the model loads where
+                                detectkit is not installed, e.g. an Azure ML no-code deployment
+        requirements.txt, python_env.yaml, conda.yaml
+                                mlflow, torch, torchvision, pillow, numpy, pandas, pydantic
+
+**Input**: a pandas DataFrame with an ``image`` column of base64 strings (what MLflow builds
+from ``{"input_data": {"columns": ["image"], "data": [...]}}``), or of raw image bytes (what
+MLflow's scoring server gives for a ``binary`` column). **Output**: a DataFrame with one row
+per image and one column ``boxes``: a list of ``{"box": {"topX", "topY", "bottomX",
+"bottomY"}, "label", "score"}`` with normalized coordinates, so that its records are the
+AutoML online response ``[{"boxes": [...]}, ...]``.
+
+This module imports MLflow at the top (the model class derives from ``PythonModel``); only the
+local backend's training and model loading import it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+
+__all__ = [
+    "LABELS_FILE",
+    "MODEL_FILE",
+    "SETTINGS_FILE",
+    "DetectionModel",
+    "requirements",
+    "save_model",
+]
+
+MODEL_FILE = "model.pt"
+SETTINGS_FILE = "settings.json"
+LABELS_FILE = "labels.json"
+_BATCH = 8
+
+
+def requirements() -> list[str]:
+    """The pip requirements declared in the saved model (pinned to the running versions of
+    torch and torchvision, whose ``state_dict`` layout the weights follow)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = ["mlflow"]
+    for package in ("torch", "torchvision"):
+        try:
+            out.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:  # pragma: no cover - training needs both
+            out.append(package)
+    return [*out, "pillow", "numpy", "pandas", "pydantic>=2.5,<3"]
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    *,
+    state_dict: Mapping[str, Any],
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+) -> Path:
+    """Save trained weights as an MLflow pyfunc model folder at ``path`` (must not exist).
+
+    Args:
+        path: The folder to create.
+        state_dict: The model's weights.
+        classes: The ordered class names (class id ``i`` is ``classes[i]``).
+        settings: ``settings.json``: ``model_name`` and ``pretrained`` (the architecture)
+            and the inference thresholds (see the module docs).
+
+    Returns:
+        ``path``.
+    """
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    target = Path(path)
+    with tempfile.TemporaryDirectory(prefix="detectkit-pyfunc-") as tmp:
+        work = Path(tmp)
+        torch.save(dict(state_dict), work / MODEL_FILE)
+        (work / SETTINGS_FILE).write_text(json.dumps(dict(settings), indent=2), encoding="utf-8")
+        (work / LABELS_FILE).write_text(json.dumps(list(classes)), encoding="utf-8")
+        code = work / "code" / "detectkit"
+        shutil.copytree(
+            Path(__file__).resolve().parents[2],
+            code,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("binary", "image")]),
+            outputs=Schema([ColSpec("string", "boxes")]),
+        )
+        mlflow.pyfunc.save_model(
+            str(target),
+            python_model=DetectionModel(),
+            artifacts={
+                "model": str(work / MODEL_FILE),
+                "settings": str(work / SETTINGS_FILE),
+                "labels": str(work / LABELS_FILE),
+            },
+            code_paths=[str(code)],
+            pip_requirements=requirements(),
+            signature=signature,
+        )
+    return target
+
+
+class DetectionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """A torchvision detector behind the AutoML object-detection scoring contract."""
+
+    def load_context(self, context: Any) -> None:
+        """Rebuild the architecture named in ``settings.json`` and load ``model.pt``."""
+        import torch
+
+        from detectkit.backends.local.models import build_model
+
+        artifacts = context.artifacts
+        self.settings = json.loads(Path(artifacts["settings"]).read_text(encoding="utf-8"))
+        self.classes = tuple(json.loads(Path(artifacts["labels"]).read_text(encoding="utf-8")))
+        s = self.settings
+        model = build_model(
+            s["model_name"],
+            len(self.classes),
+            pretrained=bool(s.get("pretrained", False)),
+            load_weights=False,
+            min_size=s.get("min_size"),
+            max_size=s.get("max_size"),
+            score_threshold=float(s.get("box_score_thresh", 0.3)),
+            nms_threshold=float(s.get("nms_iou_thresh", 0.5)),
+            detections_per_image=int(s.get("box_detections_per_img", 100)),
+        )
+        state = torch.load(artifacts["model"], map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = model.to(self.device).eval()
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        """Boxes for each image of ``model_input["image"]`` (see the module docs)."""
+        import pandas as pd
+        import torch
+        from PIL import Image, ImageOps
+
+        column = model_input["image"] if hasattr(model_input, "columns") else model_input
+        tensors = []
+        for i, value in enumerate(list(column)):
+            raw = _image_bytes(value, i)
+            try:
+                image = Image.open(io.BytesIO(raw))
+                image = ImageOps.exif_transpose(image) or image
+                image = image.convert("RGB")
+            except Exception as exc:
+                raise ValueError(f"image {i}: not a readable image ({type(exc).__name__}: {exc})") from exc
+            array = np.asarray(image, dtype=np.uint8).copy()
+            tensors.append(torch.from_numpy(array).permute(2, 0, 1))
+        answers: list[list[dict[str, Any]]] = []
+        with torch.inference_mode():
+            for start in range(0, len(tensors), _BATCH):
+                chunk = tensors[start : start + _BATCH]
+                batch = [t.to(self.device).float().div_(255) for t in chunk]
+                for tensor, result in zip(chunk, self.model(batch), strict=True):
+                    answers.append(self._boxes(tensor, result))
+        return pd.DataFrame({"boxes": answers}, columns=["boxes"])
+
+    def _boxes(self, tensor: Any, result: Mapping[str, Any]) -> list[dict[str, Any]]:
+        height, width = tensor.shape[-2:]
+        scale = np.array([width, height, width, height], dtype=np.float64)
+        xyxy = np.clip(result["boxes"].double().cpu().numpy() / scale, 0.0, 1.0)
+        scores = result["scores"].double().cpu().numpy()
+        labels = result["labels"].cpu().numpy()
+        return [
+            {
+                "box": {
+                    "topX": float(box[0]),
+                    "topY": float(box[1]),
+                    "bottomX": float(box[2]),
+                    "bottomY": float(box[3]),
+                },
+                "label": self.classes[int(label) - 1],
+                "score": float(score),
+            }
+            for box, score, label in zip(xyxy, scores, labels, strict=True)
+        ]
+
+
+def _image_bytes(value: Any, index: int) -> bytes:
+    """An encoded image from a base64 string (with or without line breaks) or raw bytes."""
+    if isinstance(value, bytes | bytearray):
+        raw = bytes(value)
+        if raw[:4] in (b"\x89PNG", b"GIF8") or raw[:2] in (b"\xff\xd8", b"BM", b"II", b"MM"):
+            return raw
+        value = raw.decode("ascii", errors="replace")
+    if not isinstance(value, str):
+        raise ValueError(
+            f"image {index}: expected a base64 string or image bytes, got {type(value).__name__}"
+        )
+    try:
+        return base64.b64decode(value.strip())
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"image {index}: not valid base64 ({exc})") from exc

@@ -1,0 +1,1001 @@
+"""Local training: torchvision detectors trained in this process, one trial after another.
+
+:func:`run_training` runs a :class:`~detectkit.settings.TrainingRequest` as Azure AutoML would,
+on this machine: one trial, a sweep (random or grid sampling over the search space, with early
+termination) or AutoMode, each trial an MLflow child run of one parent run. It returns when
+the last trial ends; the parent run then carries the tag ``automl_best_child_run_id`` and the
+best trial's ``mean_average_precision``, ``precision`` and ``recall``.
+
+A trial (:func:`fit`) preloads its images resized to the network's input, trains with the
+parameters of :class:`TrialConfig`, evaluates the validation set every
+``evaluation_frequency`` epochs with :func:`detectkit.evaluate` (COCO protocol), keeps the
+weights of its best epoch and saves them as an MLflow model
+(:mod:`detectkit.backends.local.pyfunc`).
+
+torch, torchvision and MLflow are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from detectkit.backends.local.models import (
+    DEFAULT_MODEL,
+    LOCAL_MODELS,
+    build_model,
+    ensure_backbone_weights,
+    import_torch,
+    model_spec,
+)
+from detectkit.errors import InvalidSettingsError, NotFoundError
+
+if TYPE_CHECKING:
+    from detectkit.dataset import LabeledDataset
+    from detectkit.prediction import Detections
+    from detectkit.settings import (
+        BanditPolicy,
+        MedianStoppingPolicy,
+        TrainingParameters,
+        TrainingRequest,
+        TruncationSelectionPolicy,
+    )
+
+__all__ = [
+    "AUTOMODE_MODELS",
+    "BEST_CHILD_TAG",
+    "EpochRecord",
+    "TrialConfig",
+    "TrialResult",
+    "detect",
+    "fit",
+    "plan_trials",
+    "run_training",
+    "trial_config",
+]
+
+logger = logging.getLogger("detectkit.local")
+
+#: Tag of the parent run naming its best trial, as Azure AutoML sets it.
+BEST_CHILD_TAG = "automl_best_child_run_id"
+#: Where a trial's MLflow model is logged, as on Azure (``outputs/mlflow-model``).
+MODEL_ARTIFACT = "outputs/mlflow-model"
+LABELS_ARTIFACT = "train_artifacts"
+#: Models AutoMode tries locally (CPU-friendly first).
+AUTOMODE_MODELS = ("ssdlite_mobilenet_v2", "fasterrcnn_mobilenet_v3_large_fpn", "ssdlite320_mobilenet_v3_large")
+
+Augmentation = Literal["none", "flip", "ssd"]
+
+# Parameters that have no local meaning; rejected rather than silently ignored.
+_UNSUPPORTED = {
+    "tile_grid_size": "tiling is not implemented by the local backend",
+    "tile_overlap_ratio": "tiling is not implemented by the local backend",
+    "tile_predictions_nms_threshold": "tiling is not implemented by the local backend",
+    "image_size": "image_size is a yolov5 parameter; use min_size (the square side of SSD models)",
+    "model_size": "model_size is a yolov5 parameter",
+    "multi_scale": "multi_scale is a yolov5 parameter",
+}
+_ADVANCED = ("pretrained", "checkpoint_path", "augmentation")
+
+
+# ====================================================================== configuration
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs, resolved from :class:`~detectkit.TrainingParameters`
+    and the model's local defaults (see :func:`trial_config`)."""
+
+    model_name: str
+    pretrained: bool
+    epochs: int
+    epochs_fixed: bool
+    batch_size: int
+    validation_batch_size: int
+    learning_rate: float
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = True
+    beta1: float = 0.9
+    beta2: float = 0.999
+    ams_gradient: bool = False
+    scheduler: Literal["warmup_cosine", "step", "none"] = "warmup_cosine"
+    warmup_epochs: int = 2
+    cosine_cycles: float = 0.45
+    step_gamma: float = 0.5
+    step_size: int = 5
+    early_stopping: bool = True
+    patience: int = 5
+    delay: int = 5
+    evaluation_frequency: int = 1
+    gradient_accumulation: int = 1
+    layers_to_freeze: int | None = None
+    seed: int = 0
+    min_size: int = 320
+    max_size: int = 640
+    box_score_threshold: float = 0.3
+    nms_iou_threshold: float = 0.5
+    detections_per_image: int = 100
+    validation_iou_threshold: float = 0.5
+    metric_type: Literal["voc", "coco"] = "voc"
+    augmentation: Augmentation = "flip"
+    checkpoint: str | None = None
+
+    def inference_settings(self) -> dict[str, Any]:
+        """The ``settings.json`` of the saved model (AutoML's keys, plus the architecture)."""
+        return {
+            "model_name": self.model_name,
+            "pretrained": self.pretrained,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "box_score_thresh": self.box_score_threshold,
+            "nms_iou_thresh": self.nms_iou_threshold,
+            "box_detections_per_img": self.detections_per_image,
+        }
+
+
+def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -> TrialConfig:
+    """Resolve one trial's parameters with the local defaults of its model.
+
+    Local defaults differ from Azure's where a CPU needs it: SSD models train with batch 8
+    and learning rate 0.02 for 30 epochs; the MobileNet Faster R-CNNs with a 320-pixel short
+    side. ``advanced_settings`` may hold ``pretrained`` (default true: ImageNet backbone
+    weights), ``checkpoint_path`` (an MLflow model folder or a ``state_dict`` file to start
+    from) and ``augmentation`` (``"none"``, ``"flip"``, ``"ssd"``).
+
+    Raises:
+        InvalidSettingsError: The model is not a local model, a parameter has no local
+            meaning (tiling, yolov5 sizes) or an advanced setting is unknown.
+    """
+    name = params.model_name or DEFAULT_MODEL
+    spec = model_spec(name)
+    given = params.model_dump(exclude_none=True)
+    problems = [f"{key}: {why}" for key, why in _UNSUPPORTED.items() if key in given]
+    advanced = params.advanced_settings_dict()
+    unknown = sorted(set(advanced) - set(_ADVANCED))
+    if unknown:
+        problems.append(
+            f"advanced_settings: unknown key(s) {unknown} for the local backend "
+            f"(expected some of {list(_ADVANCED)})"
+        )
+    augmentation = advanced.get("augmentation", "ssd" if spec.family == "ssd" else "flip")
+    if augmentation not in ("none", "flip", "ssd"):
+        problems.append(
+            f"advanced_settings.augmentation: expected 'none', 'flip' or 'ssd', got {augmentation!r}"
+        )
+    pretrained = advanced.get("pretrained", True)
+    if not isinstance(pretrained, bool):
+        problems.append(f"advanced_settings.pretrained: expected true or false, got {pretrained!r}")
+    if problems:
+        raise InvalidSettingsError(
+            "training parameters the local backend cannot honour:\n  " + "\n  ".join(problems)
+        )
+    min_size = params.min_size or spec.min_size
+    batch = params.training_batch_size or spec.batch_size
+    metric = params.validation_metric_type
+    return TrialConfig(
+        model_name=name,
+        pretrained=bool(pretrained),
+        epochs=params.number_of_epochs or spec.epochs,
+        epochs_fixed=params.number_of_epochs is not None,
+        batch_size=batch,
+        validation_batch_size=params.validation_batch_size or max(batch, 4),
+        learning_rate=params.learning_rate or spec.learning_rate,
+        optimizer=params.optimizer or "sgd",
+        momentum=0.9 if params.momentum is None else params.momentum,
+        weight_decay=1e-4 if params.weight_decay is None else params.weight_decay,
+        nesterov=True if params.nesterov is None else params.nesterov,
+        beta1=0.9 if params.beta1 is None else params.beta1,
+        beta2=0.999 if params.beta2 is None else params.beta2,
+        ams_gradient=bool(params.ams_gradient),
+        scheduler=params.learning_rate_scheduler or "warmup_cosine",
+        warmup_epochs=2
+        if params.warmup_cosine_lr_warmup_epochs is None
+        else params.warmup_cosine_lr_warmup_epochs,
+        cosine_cycles=0.45 if params.warmup_cosine_lr_cycles is None else params.warmup_cosine_lr_cycles,
+        step_gamma=0.5 if params.step_lr_gamma is None else params.step_lr_gamma,
+        step_size=params.step_lr_step_size or 5,
+        early_stopping=True if params.early_stopping is None else params.early_stopping,
+        patience=params.early_stopping_patience or 5,
+        delay=params.early_stopping_delay or 5,
+        evaluation_frequency=params.evaluation_frequency or 1,
+        gradient_accumulation=params.gradient_accumulation_step or 1,
+        layers_to_freeze=params.layers_to_freeze,
+        seed=0 if params.random_seed is None else params.random_seed,
+        min_size=min_size,
+        max_size=max(params.max_size or spec.max_size, min_size),
+        box_score_threshold=0.3 if params.box_score_threshold is None else params.box_score_threshold,
+        nms_iou_threshold=0.5 if params.nms_iou_threshold is None else params.nms_iou_threshold,
+        detections_per_image=params.box_detections_per_image or 100,
+        validation_iou_threshold=params.validation_iou_threshold or 0.5,
+        metric_type="coco" if metric in ("coco", "coco_voc") else "voc",
+        augmentation=augmentation,
+        checkpoint=advanced.get("checkpoint_path") or checkpoint,
+    )
+
+
+# ====================================================================== trial plans
+def plan_trials(request: TrainingRequest, rng: np.random.Generator) -> Iterator[TrainingParameters]:
+    """The parameters of each trial, in order (a generator: random sampling draws lazily).
+
+    * one trial: ``request.parameters``;
+    * a grid sweep: every combination of every search-space entry, in order, cut at
+      ``max_trials``;
+    * a random sweep: an entry picked at random, then each distribution sampled, until
+      ``max_trials`` (repeated draws are skipped, at most 100 times in a row);
+    * AutoMode: a random sweep over :data:`AUTOMODE_MODELS` and the learning rate.
+
+    Raises:
+        InvalidSettingsError: Bayesian sampling (the local backend samples at random or on
+            a grid).
+    """
+    from detectkit.settings import Choice, LogUniform, SearchSpace
+
+    limit = request.limits.max_trials
+    base = request.parameters
+    mode = request.mode
+    if mode == "single":
+        yield base
+        return
+    spaces: tuple[SearchSpace, ...]
+    if mode == "automode":
+        spaces = (
+            SearchSpace(
+                model_name=Choice(list(AUTOMODE_MODELS)),
+                learning_rate=LogUniform(math.log(0.002), math.log(0.05)),
+            ),
+        )
+        algorithm = "random"
+    else:
+        spaces = request.search_spaces
+        assert request.sweep is not None
+        algorithm = request.sweep.sampling_algorithm
+    if algorithm == "bayesian":
+        raise InvalidSettingsError(
+            "sampling_algorithm: the local backend samples 'random' or 'grid', got 'bayesian'; "
+            "use sweep={'sampling_algorithm': 'random'} locally (Azure runs bayesian)"
+        )
+    if algorithm == "grid":
+        count = 0
+        for space in spaces:
+            for params in space.grid(base):
+                if count >= limit:
+                    return
+                count += 1
+                yield params
+        return
+    seen: set[str] = set()
+    misses = 0
+    count = 0
+    while count < limit and misses < 100:
+        space = spaces[int(rng.integers(len(spaces)))]
+        params = space.sample(rng, base)
+        key = params.model_dump_json(exclude_none=True)
+        if key in seen:
+            misses += 1
+            continue
+        misses = 0
+        seen.add(key)
+        count += 1
+        yield params
+
+
+# ====================================================================== data
+@dataclass
+class _Samples:
+    """Images preloaded as ``uint8`` tensors at the network's input scale, with their boxes
+    in pixels of that tensor and labels ``1..K`` (0 is background)."""
+
+    images: list[Any]
+    boxes: list[Any]
+    labels: list[Any]
+    refs: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _load_samples(dataset: LabeledDataset, config: TrialConfig, *, train: bool) -> _Samples:
+    """Read, orient and resize every image once (a square for SSD models; the short side to
+    ``min_size`` with the long side at most ``max_size`` otherwise; training images of
+    ``ssd`` augmentation keep 1.5x that resolution for the crops)."""
+    torch = import_torch()
+    from PIL import Image
+
+    from detectkit.images import load_image
+
+    spec = model_spec(config.model_name)
+    scale_up = 1.5 if train and config.augmentation == "ssd" else 1.0
+    class_ids = {name: i + 1 for i, name in enumerate(dataset.classes)}
+    out = _Samples([], [], [], [])
+    for record in dataset.records:
+        image = load_image(record.image)
+        width, height = image.size
+        if spec.family == "ssd":
+            side = round(config.min_size * scale_up)
+            size = (side, side)
+        else:
+            ratio = min(config.min_size / min(width, height), config.max_size / max(width, height))
+            size = (max(1, round(width * ratio * scale_up)), max(1, round(height * ratio * scale_up)))
+        if size != (width, height):
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        objects = [o for o in record.objects if not o.is_crowd]
+        xyxy = np.array(
+            [[o.box.top_x, o.box.top_y, o.box.bottom_x, o.box.bottom_y] for o in objects],
+            dtype=np.float32,
+        ).reshape(-1, 4) * np.array([size[0], size[1], size[0], size[1]], dtype=np.float32)
+        out.images.append(pixels.contiguous())
+        out.boxes.append(torch.from_numpy(xyxy))
+        out.labels.append(torch.tensor([class_ids[o.label] for o in objects], dtype=torch.int64))
+        out.refs.append(record.image)
+    return out
+
+
+def _augmenter(config: TrialConfig) -> Callable[[Any, Any, Any], tuple[Any, Any, Any]]:
+    """The training augmentation: ``none``; ``flip`` (horizontal flip and a mild photometric
+    change); ``ssd`` (torchvision's SSD recipe: photometric distortion, zoom out, IoU crop,
+    flip)."""
+    import_torch()
+    import torchvision.transforms.v2 as T
+    from torchvision import tv_tensors
+
+    steps: list[Any]
+    if config.augmentation == "none":
+        steps = []
+    elif config.augmentation == "flip":
+        steps = [T.RandomPhotometricDistort(p=0.3), T.RandomHorizontalFlip()]
+    else:
+        steps = [
+            T.RandomPhotometricDistort(p=0.5),
+            T.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.3),
+            T.RandomIoUCrop(),
+            T.RandomHorizontalFlip(),
+            T.SanitizeBoundingBoxes(),
+        ]
+    pipeline = T.Compose(steps)
+
+    def apply(image: Any, boxes: Any, labels: Any) -> tuple[Any, Any, Any]:
+        if not steps:
+            return image, boxes, labels
+        height, width = image.shape[-2:]
+        sample = {
+            "image": tv_tensors.Image(image),
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
+            "labels": labels,
+        }
+        out = pipeline(sample)
+        return out["image"].as_subclass(type(image)), out["boxes"].as_subclass(type(boxes)), out["labels"]
+
+    return apply
+
+
+# ====================================================================== model
+def _new_model(config: TrialConfig, num_classes: int, *, load_weights: bool | None = None) -> Any:
+    model = build_model(
+        config.model_name,
+        num_classes,
+        pretrained=config.pretrained,
+        load_weights=load_weights,
+        min_size=config.min_size,
+        max_size=config.max_size,
+        score_threshold=0.01,  # validation scores the whole ranking; settings.json keeps 0.3
+        nms_threshold=config.nms_iou_threshold,
+        detections_per_image=config.detections_per_image,
+        layers_to_freeze=config.layers_to_freeze,
+    )
+    if config.checkpoint:
+        _load_checkpoint(model, config.checkpoint, config.model_name)
+    return model
+
+
+def _load_checkpoint(model: Any, path: str, model_name: str) -> None:
+    torch = import_torch()
+    source = Path(path)
+    file = source / "artifacts" / "model.pt" if source.is_dir() else source
+    if not file.is_file():
+        raise NotFoundError(
+            f"checkpoint {path}: no such file (expected an MLflow model folder saved by "
+            "detectkit, or a state_dict .pt file)"
+        )
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise InvalidSettingsError(
+            f"checkpoint {path} does not fit {model_name} for these classes ({first}); start "
+            "from a checkpoint of the same model trained on the same class list"
+        ) from exc
+
+
+def detect(model: Any, samples: _Samples, classes: Sequence[str], batch_size: int = 8) -> list[Detections]:
+    """Predict every sample; boxes normalized by the sample's size (that is, the image's)."""
+    torch = import_torch()
+    from detectkit.prediction import Detections
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(samples), batch_size):
+            chunk = samples.images[start : start + batch_size]
+            batch = [image.float().div_(255) for image in chunk]
+            for image, result in zip(chunk, model(batch), strict=True):
+                height, width = image.shape[-2:]
+                scale = np.array([width, height, width, height], dtype=np.float64)
+                xyxy = np.clip(result["boxes"].double().numpy() / scale, 0.0, 1.0)
+                out.append(
+                    Detections(
+                        xyxy, result["scores"].double().numpy(), result["labels"].numpy() - 1, classes
+                    )
+                )
+    return out
+
+
+def _validate(
+    model: Any, samples: _Samples, dataset: LabeledDataset, config: TrialConfig
+) -> dict[str, float]:
+    from detectkit.evaluation import evaluate
+
+    detections = detect(model, samples, dataset.classes, config.validation_batch_size)
+    report = evaluate(
+        dataset,
+        dict(zip(samples.refs, detections, strict=True)),
+        score_threshold=config.box_score_threshold,
+        iou_threshold=config.validation_iou_threshold,
+    )
+    stats = report.stats
+    assert stats is not None
+    map50 = stats.map50 or 0.0
+    coco = stats.map or 0.0
+    return {
+        "mean_average_precision": coco if config.metric_type == "coco" else map50,
+        "map_50": map50,
+        "map_75": stats.map75 or 0.0,
+        "map_50_95": coco,
+        "precision": report.overall.precision,
+        "recall": report.overall.recall,
+        "f1": report.overall.f1,
+    }
+
+
+# ====================================================================== one trial
+@dataclass
+class EpochRecord:
+    """What one epoch produced: mean losses, learning rate, and validation metrics when the
+    epoch was evaluated."""
+
+    epoch: int
+    losses: dict[str, float]
+    learning_rate: float
+    seconds: float
+    metrics: dict[str, float] | None = None
+
+
+@dataclass
+class TrialResult:
+    """A finished trial: the best epoch's weights and metrics, and why it stopped."""
+
+    state_dict: dict[str, Any] | None
+    metrics: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    stopped: str  # "completed", "early_stopping", "early_termination", "timeout", "interrupted"
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+class _Terminate(Exception):
+    """Raised by an epoch callback to stop the trial (early termination policy)."""
+
+
+def _optimizer(model: Any, config: TrialConfig) -> Any:
+    torch = import_torch()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov and config.momentum > 0,
+        )
+    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return kind(
+        params,
+        lr=config.learning_rate,
+        betas=(config.beta1, config.beta2),
+        weight_decay=config.weight_decay,
+        amsgrad=config.ams_gradient,
+    )
+
+
+def _lr_factor(config: TrialConfig, step: int, steps_per_epoch: int, total_epochs: int) -> float:
+    """Learning-rate multiplier at ``step`` (AutoML's schedules: linear warm-up then cosine
+    with ``cosine_cycles`` cycles; or step decay; or constant)."""
+    epoch = step / steps_per_epoch
+    if config.scheduler == "step":
+        return float(config.step_gamma ** int(epoch // config.step_size))
+    if config.scheduler == "none":
+        return 1.0
+    warmup = min(config.warmup_epochs, max(total_epochs - 1, 0))
+    if epoch < warmup:
+        return max(epoch / warmup, 0.01)
+    span = max(total_epochs - warmup, 1e-9)
+    progress = min((epoch - warmup) / span, 1.0)
+    return max(0.5 * (1.0 + math.cos(math.pi * 2.0 * config.cosine_cycles * progress)), 0.0) + 1e-3
+
+
+def fit(
+    config: TrialConfig,
+    train_data: LabeledDataset,
+    validation_data: LabeledDataset,
+    *,
+    deadline: float | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> TrialResult:
+    """Train one model and return the weights of its best validation epoch.
+
+    Args:
+        config: The trial's parameters.
+        train_data: Training images (their ``classes`` fix the class ids).
+        validation_data: Validation images, scored with :func:`detectkit.evaluate`.
+        deadline: ``time.monotonic()`` value at which training stops (then the trial is
+            evaluated and kept). When ``config.epochs_fixed`` is false, the number of epochs
+            is fitted to the time left after each epoch, so that the learning-rate schedule
+            ends by the deadline.
+        on_epoch: Called after every epoch; raising :class:`_Terminate` stops the trial
+            (early termination).
+        device: ``"cpu"`` or ``"cuda"`` (default: CUDA when available).
+        progress: Print one line per epoch on stderr (default: when stderr is a terminal).
+
+    A ``KeyboardInterrupt`` ends the trial like a timeout (the best weights so far are kept)
+    and is raised again by the caller after the trial is saved.
+    """
+    torch = import_torch()
+    torch.manual_seed(config.seed)
+    generator = np.random.default_rng(config.seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    show = sys.stderr.isatty() if progress is None else progress
+    classes = train_data.classes
+    train = _load_samples(train_data, config, train=True)
+    val = _load_samples(validation_data, config, train=False)
+    if len(train) == 0:
+        raise InvalidSettingsError("training data: no images to train on")
+    model = _new_model(config, len(classes)).to(device)
+    optimizer = _optimizer(model, config)
+    augment = _augmenter(config)
+    steps_per_epoch = max(1, math.ceil(len(train) / (config.batch_size * config.gradient_accumulation)))
+    total_epochs = config.epochs
+    history: list[EpochRecord] = []
+    best: dict[str, float] = {}
+    best_state: dict[str, Any] | None = None
+    best_epoch = 0
+    since_best = 0
+    stopped = "completed"
+    step = 0
+    epoch = 0
+    started = time.monotonic()
+    while epoch < total_epochs:
+        epoch += 1
+        tick = time.monotonic()
+        model.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        order = generator.permutation(len(train))
+        chunk = config.batch_size
+        timed_out = False
+        try:
+            for start in range(0, len(order), chunk):
+                if deadline is not None and time.monotonic() >= deadline and (epoch > 1 or start):
+                    timed_out = True
+                    break
+                images, targets = [], []
+                for i in order[start : start + chunk]:
+                    image, boxes, labels = augment(train.images[i], train.boxes[i], train.labels[i])
+                    images.append(image.to(device).float().div_(255))
+                    targets.append({"boxes": boxes.to(device).float(), "labels": labels.to(device)})
+                losses = model(images, targets)
+                loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the training loss became {float(loss)} at epoch {epoch}; lower the "
+                        f"learning_rate (was {config.learning_rate:g})"
+                    )
+                (loss / config.gradient_accumulation).backward()
+                batches += 1
+                if batches % config.gradient_accumulation == 0 or start + chunk >= len(order):
+                    factor = _lr_factor(config, step, steps_per_epoch, total_epochs)
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.learning_rate * factor
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                sums["loss"] = sums.get("loss", 0.0) + float(loss)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        if timed_out and stopped == "completed":
+            stopped = "timeout"
+        record = EpochRecord(
+            epoch=epoch,
+            losses={k: v / max(batches, 1) for k, v in sums.items()},
+            learning_rate=float(optimizer.param_groups[0]["lr"]),
+            seconds=0.0,
+        )
+        last = stopped != "completed" or epoch >= total_epochs
+        if batches and (last or epoch % config.evaluation_frequency == 0):
+            record.metrics = _validate(model, val, validation_data, config)
+            score = record.metrics["mean_average_precision"]
+            if best_state is None or score > best["mean_average_precision"]:
+                best, best_epoch, since_best = record.metrics, epoch, 0
+                best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+        record.seconds = time.monotonic() - tick
+        history.append(record)
+        if show:
+            _print_epoch(config.model_name, record, total_epochs)
+        if stopped != "completed":
+            break
+        if on_epoch is not None:
+            try:
+                on_epoch(record)
+            except _Terminate:
+                stopped = "early_termination"
+                break
+        if (
+            config.early_stopping
+            and record.metrics is not None
+            and epoch >= config.delay
+            and since_best >= config.patience
+        ):
+            stopped = "early_stopping"
+            break
+        if deadline is not None and not config.epochs_fixed:
+            per_epoch = (time.monotonic() - started) / epoch
+            fitting = epoch + int((deadline - time.monotonic()) // max(per_epoch, 1e-6))
+            total_epochs = max(epoch + (1 if fitting > epoch else 0), fitting)
+            if fitting <= epoch:
+                total_epochs = epoch
+    if best_state is None:  # stopped before any evaluation: score what there is
+        metrics = _validate(model, val, validation_data, config) if len(val) else {}
+        best, best_epoch = metrics, epoch
+        best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    return TrialResult(best_state, best, best_epoch, epoch, stopped, history)
+
+
+def _print_epoch(name: str, record: EpochRecord, total: int) -> None:
+    text = f"  {name} epoch {record.epoch}/{total}  loss {record.losses.get('loss', float('nan')):.3f}"
+    if record.metrics is not None:
+        text += f"  mAP {record.metrics['mean_average_precision']:.3f}"
+    sys.stderr.write(text + f"  {record.seconds:.0f}s\n")
+    sys.stderr.flush()
+
+
+# ====================================================================== early termination
+def _value_at(history: Sequence[tuple[int, float]], epoch: int) -> float | None:
+    """The last metric a trial reported at or before ``epoch``."""
+    found = None
+    for at, value in history:
+        if at > epoch:
+            break
+        found = value
+    return found
+
+
+def termination_reason(
+    policy: BanditPolicy | MedianStoppingPolicy | TruncationSelectionPolicy,
+    epoch: int,
+    current: Sequence[tuple[int, float]],
+    previous: Sequence[Sequence[tuple[int, float]]],
+) -> str | None:
+    """Why the running trial should stop at ``epoch``, or None.
+
+    Trials run one after another, so the running trial is compared with what the earlier
+    trials reported at the same epoch (Azure compares concurrent runs at the same interval):
+
+    * bandit: stop when the metric is below ``best / (1 + slack_factor)`` or
+      ``best - slack_amount``, ``best`` the highest value earlier trials had at that epoch;
+    * median stopping: stop when the trial's best value so far is below the median of the
+      earlier trials' running averages up to that epoch;
+    * truncation selection: stop when the trial ranks in the lowest
+      ``truncation_percentage`` % of all trials at that epoch.
+
+    No policy acts before ``delay_evaluation`` epochs, between ``evaluation_interval``
+    epochs, or without an earlier trial to compare with.
+    """
+    if epoch < max(policy.delay_evaluation, 1) or epoch % policy.evaluation_interval:
+        return None
+    value = _value_at(current, epoch)
+    if value is None:
+        return None
+    others = [v for v in (_value_at(h, epoch) for h in previous) if v is not None]
+    if not others:
+        return None
+    if policy.type == "bandit":
+        best = max(others)
+        if policy.slack_factor is not None:
+            limit = best / (1.0 + policy.slack_factor)
+            rule = f"best {best:.4f} / (1 + slack_factor {policy.slack_factor})"
+        else:
+            limit = best - float(policy.slack_amount or 0.0)
+            rule = f"best {best:.4f} - slack_amount {policy.slack_amount}"
+        if value < limit:
+            return f"bandit policy at epoch {epoch}: mAP {value:.4f} < {limit:.4f} ({rule})"
+        return None
+    if policy.type == "median_stopping":
+        averages = []
+        for h in previous:
+            seen = [v for at, v in h if at <= epoch]
+            if seen:
+                averages.append(sum(seen) / len(seen))
+        own = max(v for at, v in current if at <= epoch)
+        median = statistics.median(averages)
+        if own < median:
+            return (
+                f"median stopping at epoch {epoch}: best mAP {own:.4f} < median of running "
+                f"averages {median:.4f}"
+            )
+        return None
+    everyone = sorted([*others, value])
+    cut = math.floor(len(everyone) * policy.truncation_percentage / 100)
+    if cut and value < everyone[cut] and value <= everyone[cut - 1]:
+        return (
+            f"truncation selection at epoch {epoch}: mAP {value:.4f} in the lowest "
+            f"{policy.truncation_percentage}% of {len(everyone)} trials"
+        )
+    return None
+
+
+# ====================================================================== the sweep
+@dataclass
+class _SweepState:
+    histories: list[list[tuple[int, float]]] = field(default_factory=list)
+    best_run: str | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    finished: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def run_training(
+    request: TrainingRequest,
+    train_data: LabeledDataset,
+    validation_data: LabeledDataset,
+    *,
+    client: Any,
+    experiment_id: str,
+    parent_run_id: str,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> str:
+    """Run every trial of ``request`` as child runs of ``parent_run_id`` and return the final
+    MLflow status of the parent (``FINISHED``, ``FAILED`` or ``KILLED``).
+
+    Trials run one after another (``max_concurrent_trials`` is not used locally). The
+    parent's ``timeout_minutes`` stops the sweep: the running trial is evaluated and kept,
+    no new trial starts. Each trial gets ``trial_timeout_minutes``, or an equal share of the
+    time left when only ``timeout_minutes`` is set. A ``KeyboardInterrupt`` keeps the
+    finished trials and the best tag, marks the parent ``KILLED`` and is raised again.
+
+    Raises:
+        InvalidSettingsError: A trial's parameters cannot be honoured (checked for every
+            planned grid trial before the first one starts).
+        NotFoundError: Pretrained weights are needed and cannot be fetched.
+    """
+    torch = import_torch()
+    start = time.monotonic()
+    limits = request.limits
+    deadline = None if limits.timeout_minutes is None else start + 60.0 * limits.timeout_minutes
+    rng = np.random.default_rng(request.parameters.random_seed or 0)
+    policy = request.sweep.early_termination if request.sweep is not None else None
+    state = _SweepState()
+    show = sys.stderr.isatty() if progress is None else progress
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    client.set_tag(parent_run_id, "detectkit.device", dev)
+    interrupted = False
+    trials = plan_trials(request, rng)
+    for index, params in enumerate(trials):
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            client.set_tag(parent_run_id, "detectkit.stopped", "timeout")
+            break
+        config = trial_config(params, checkpoint=_checkpoint_path(client, params))
+        if config.pretrained:
+            ensure_backbone_weights(config.model_name)
+        trial_deadline = _trial_deadline(request, now, deadline, index)
+        child = client.create_run(
+            experiment_id,
+            tags={
+                "mlflow.parentRunId": parent_run_id,
+                "mlflow.runName": f"{_run_name(client, parent_run_id)}_{index}",
+                "detectkit.trial_index": str(index),
+                "detectkit.model_name": config.model_name,
+            },
+        )
+        trial_id = child.info.run_id
+        _log_params(client, trial_id, params, config)
+        if show:
+            sys.stderr.write(
+                f"trial {index + 1}/{limits.max_trials}: {config.model_name} "
+                f"(lr {config.learning_rate:g}, batch {config.batch_size})\n"
+            )
+        own: list[tuple[int, float]] = []
+        callback = _epoch_logger(client, trial_id, own, policy, state)
+        try:
+            result = fit(
+                config,
+                train_data,
+                validation_data,
+                deadline=trial_deadline,
+                on_epoch=callback,
+                device=dev,
+                progress=show,
+            )
+        except KeyboardInterrupt:
+            client.set_terminated(trial_id, "KILLED")
+            interrupted = True
+            break
+        except (InvalidSettingsError, NotFoundError):
+            client.set_terminated(trial_id, "FAILED")
+            raise
+        except Exception as exc:  # a trial failing does not end the sweep
+            logger.exception("trial %s failed", trial_id)
+            client.set_tag(trial_id, "detectkit.error", f"{type(exc).__name__}: {exc}"[:5000])
+            client.set_terminated(trial_id, "FAILED")
+            state.failed.append(f"trial {index} ({config.model_name}): {type(exc).__name__}: {exc}")
+            state.histories.append(own)
+            continue
+        last = result.history[-1] if result.history else None
+        if last is not None and last.metrics is not None and (not own or own[-1][0] != last.epoch):
+            own.append((last.epoch, last.metrics["mean_average_precision"]))
+            _log_metrics(client, trial_id, last.metrics, last.epoch)
+        _finish_trial(client, trial_id, result, config, train_data.classes)
+        state.histories.append(own)
+        terminated = result.stopped == "early_termination"
+        client.set_terminated(trial_id, "KILLED" if terminated else "FINISHED")
+        if not terminated:
+            state.finished += 1
+            score = result.metrics.get("mean_average_precision", -1.0)
+            if state.best_run is None or score > state.best_metrics.get("mean_average_precision", -1.0):
+                state.best_run, state.best_metrics = trial_id, result.metrics
+                client.set_tag(parent_run_id, BEST_CHILD_TAG, trial_id)
+                _log_metrics(client, parent_run_id, result.metrics, None)
+        if result.stopped == "interrupted":
+            interrupted = True
+            break
+    if state.failed:
+        client.set_tag(parent_run_id, "detectkit.failed_trials", "\n".join(state.failed)[:5000])
+    if interrupted:
+        client.set_tag(parent_run_id, "detectkit.stopped", "interrupted")
+        return "KILLED"
+    if state.best_run is None:
+        detail = "; ".join(state.failed) or "no trial finished (timeout before the first epoch?)"
+        client.set_tag(parent_run_id, "detectkit.error", detail[:5000])
+        return "FAILED"
+    return "FINISHED"
+
+
+def _run_name(client: Any, run_id: str) -> str:
+    return str(client.get_run(run_id).info.run_name or run_id)
+
+
+def _trial_deadline(
+    request: TrainingRequest, now: float, deadline: float | None, index: int
+) -> float | None:
+    limits = request.limits
+    own = None if limits.trial_timeout_minutes is None else now + 60.0 * limits.trial_timeout_minutes
+    if deadline is None:
+        return own
+    if own is not None:
+        return min(own, deadline)
+    left = max(limits.max_trials - index, 1)
+    return now + (deadline - now) / left
+
+
+def _checkpoint_path(client: Any, params: TrainingParameters) -> str | None:
+    """The MLflow model folder of ``checkpoint_run_id`` (a trial of this store)."""
+    if not params.checkpoint_run_id:
+        return None
+    try:
+        path = client.download_artifacts(params.checkpoint_run_id, MODEL_ARTIFACT, tempfile.mkdtemp())
+    except Exception as exc:
+        raise NotFoundError(
+            f"checkpoint_run_id {params.checkpoint_run_id!r}: no {MODEL_ARTIFACT} in that run "
+            f"({type(exc).__name__}); pass the id of a finished trial (run.trials())"
+        ) from exc
+    return str(path)
+
+
+def _log_params(client: Any, run_id: str, params: TrainingParameters, config: TrialConfig) -> None:
+    from mlflow.entities import Param
+
+    given = {k: v for k, v in params.model_dump(exclude_none=True).items()}
+    resolved = {
+        "model_name": config.model_name,
+        "pretrained": config.pretrained,
+        "learning_rate": config.learning_rate,
+        "number_of_epochs": config.epochs,
+        "training_batch_size": config.batch_size,
+        "optimizer": config.optimizer,
+        "learning_rate_scheduler": config.scheduler,
+        "min_size": config.min_size,
+        "max_size": config.max_size,
+        "augmentation": config.augmentation,
+    }
+    merged = {**resolved, **given}
+    client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(merged.items())])
+
+
+def _log_metrics(client: Any, run_id: str, metrics: Mapping[str, float], step: int | None) -> None:
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    client.log_batch(
+        run_id, metrics=[Metric(k, float(v), stamp, step or 0) for k, v in sorted(metrics.items())]
+    )
+
+
+def _epoch_logger(
+    client: Any,
+    run_id: str,
+    own: list[tuple[int, float]],
+    policy: BanditPolicy | MedianStoppingPolicy | TruncationSelectionPolicy | None,
+    state: _SweepState,
+) -> Callable[[EpochRecord], None]:
+    def on_epoch(record: EpochRecord) -> None:
+        values = {f"train_{k}" if k != "loss" else "train_loss": v for k, v in record.losses.items()}
+        values["learning_rate"] = record.learning_rate
+        values["epoch_seconds"] = record.seconds
+        if record.metrics is not None:
+            values.update(record.metrics)
+            own.append((record.epoch, record.metrics["mean_average_precision"]))
+        _log_metrics(client, run_id, values, record.epoch)
+        if policy is not None and record.metrics is not None:
+            reason = termination_reason(policy, record.epoch, own, state.histories)
+            if reason is not None:
+                client.set_tag(run_id, "detectkit.early_termination", reason)
+                raise _Terminate(reason)
+
+    return on_epoch
+
+
+def _finish_trial(
+    client: Any, run_id: str, result: TrialResult, config: TrialConfig, classes: Sequence[str]
+) -> None:
+    from detectkit.backends.local.pyfunc import save_model
+
+    client.set_tag(run_id, "detectkit.stopped", result.stopped)
+    client.set_tag(run_id, "detectkit.best_epoch", str(result.best_epoch))
+    client.set_tag(run_id, "detectkit.epochs_run", str(result.epochs_run))
+    with tempfile.TemporaryDirectory(prefix="detectkit-model-") as tmp:
+        folder = save_model(
+            Path(tmp) / "mlflow-model",
+            state_dict=result.state_dict or {},
+            classes=classes,
+            settings=config.inference_settings(),
+        )
+        client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT)
+        labels = Path(tmp) / "labels.json"
+        labels.write_text(json.dumps(list(classes)), encoding="utf-8")
+        client.log_artifact(run_id, str(labels), LABELS_ARTIFACT)
+    if result.metrics:
+        _log_metrics(client, run_id, result.metrics, result.epochs_run + 1)
+
+
+def _unused(*_: Any) -> None:  # keep imports used by type checkers only
+    copy.deepcopy(replace)
