@@ -7,7 +7,8 @@ rounded to 3 decimals, so there are ties). All three evaluators get the same pix
 the COCO dicts are built from the data set's normalized boxes times the image size, and the
 results are listed in detectkit's tie-break order, so the numbers must be identical.
 
-Timed, best of ``--repeat`` runs, each from its own inputs:
+Timed ``--repeat`` runs each (best and median shown; the ratio is of medians), each run from
+its own inputs:
 
 * ``detectkit.evaluate``: a LabeledDataset and a list of Prediction -> EvaluationReport
   (COCO numbers plus per-class table, operating point, confusion matrix and per-image
@@ -134,23 +135,23 @@ def _cocoeval(module: str, gt: dict[str, Any], results: list[dict[str, Any]]) ->
     return np.asarray(ev.stats, dtype=np.float64)
 
 
-def _best(
+def _timed(
     run: Callable[..., Any], make_inputs: Callable[[], tuple[Any, ...]], repeat: int
-) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` runs, each on fresh inputs (made outside the timing)."""
-    best, out = float("inf"), None
+) -> tuple[list[float], Any]:
+    """Wall times of ``repeat`` runs, each on fresh inputs (made outside the timing)."""
+    times, out = [], None
     for _ in range(repeat):
         inputs = make_inputs()
         start = time.perf_counter()
         out = run(*inputs)
-        best = min(best, time.perf_counter() - start)
-    return best, out
+        times.append(time.perf_counter() - start)
+    return times, out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs, best kept")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each")
     parser.add_argument("--no-pycocotools", action="store_true", help="skip the slow reference")
     args = parser.parse_args()
 
@@ -161,35 +162,37 @@ def main() -> None:
         f"{len(coco_results)} detections, {len(dataset.classes)} classes "
         f"(built in {time.perf_counter() - t0:.1f} s)"
     )
-    rows: list[tuple[str, float, np.ndarray]] = []
-    t, report = _best(lambda d, p: evaluate(d, p), lambda: (dataset, predictions), args.repeat)
+    rows: list[tuple[str, list[float], np.ndarray]] = []
+    t, report = _timed(lambda d, p: evaluate(d, p), lambda: (dataset, predictions), args.repeat)
     rows.append(("detectkit.evaluate (LabeledDataset)", t, np.array(report.stats.as_list())))
     print("\n\n".join(report.to_text().split("\n\n")[:2]))
-    t, report_files = _best(
+    t, report_files = _timed(
         evaluate_coco_files,
         lambda: (copy.deepcopy(coco_gt), copy.deepcopy(coco_results)),
         args.repeat,
     )
     rows.append(("detectkit.evaluate_coco_files", t, np.array(report_files.stats.as_list())))
-    t, stats = _best(
+    t, stats = _timed(
         lambda g, r: _cocoeval("faster_coco_eval", g, r),
         lambda: (copy.deepcopy(coco_gt), copy.deepcopy(coco_results)),
         args.repeat,
     )
     rows.append(("faster-coco-eval", t, stats))
     if not args.no_pycocotools:
-        t, stats = _best(
+        t, stats = _timed(
             lambda g, r: _cocoeval("pycocotools", g, r),
             lambda: (copy.deepcopy(coco_gt), copy.deepcopy(coco_results)),
             1,
         )
         rows.append(("pycocotools", t, stats))
     reference = rows[-1][2]
-    fce_time = rows[2][1]
-    print(f"\n{'evaluator':<38}{'seconds':>9}{'vs FCE':>8}   max |Δ stats| vs {rows[-1][0]}")
-    for name, seconds, values in rows:
+    fce = float(np.median(rows[2][1]))
+    print(f"\n{'evaluator':<38}{'best s':>8}{'median s':>10}{'vs FCE':>8}   max |Δ stats| vs "
+          f"{rows[-1][0]}")  # fmt: skip
+    for name, times, values in rows:
         delta = float(np.max(np.abs(values - reference)))
-        print(f"{name:<38}{seconds:>9.2f}{seconds / fce_time:>7.2f}x   {delta:.3g}")
+        median = float(np.median(times))
+        print(f"{name:<38}{min(times):>8.2f}{median:>10.2f}{median / fce:>7.2f}x   {delta:.3g}")
     print("\nstats (pycocotools order):", np.round(rows[0][2], 4).tolist())
 
 

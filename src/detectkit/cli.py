@@ -308,14 +308,27 @@ def _cmd_draw(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from detectkit.evaluation import evaluate
+    from detectkit.evaluation import evaluate, evaluate_coco_files
     from detectkit.scoring import read_predictions
 
-    dataset = _read(args)
-    images = [r.image for r in dataset]
-    sizes = [r.size for r in dataset]
-    predictions = read_predictions(args.predictions, images=images, sizes=sizes)
-    report = evaluate(dataset, predictions, score_threshold=args.score_threshold)
+    results = _coco_results(Path(args.predictions))
+    if results is not None:
+        gt = Path(args.ground_truth)
+        if not (gt.is_file() and gt.suffix.lower() == ".json"):
+            print(
+                f"detectkit: error: {args.predictions} holds COCO results (image_id, bbox, score); "
+                "their image_id values refer to a COCO ground-truth file, so GROUND_TRUTH must be "
+                f"that .json file, got {gt}",
+                file=sys.stderr,
+            )
+            return 2
+        report = evaluate_coco_files(gt, results, score_threshold=args.score_threshold)
+    else:
+        dataset = _read(args)
+        images = [r.image for r in dataset]
+        sizes = [r.size for r in dataset]
+        predictions = read_predictions(args.predictions, images=images, sizes=sizes)
+        report = evaluate(dataset, predictions, score_threshold=args.score_threshold)
     if args.json:
         print(report.to_json())
     else:
@@ -331,6 +344,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
         print(f"plots written to {folder}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _coco_results(path: Path) -> list[dict[str, object]] | None:
+    """The parsed file when it is a COCO results list (``image_id`` + ``bbox``), else None."""
+    import json
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).lstrip()
+    except OSError:
+        return None
+    if not head.startswith(b"[") or b'"image_id"' not in head:
+        return None
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError:
+        return None
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "bbox" in data[0]:
+        return data
+    return None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

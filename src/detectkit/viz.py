@@ -61,7 +61,6 @@ __all__ = [
 RGB = tuple[int, int, int]
 Rect = tuple[float, float, float, float]
 FloatArray = npt.NDArray[np.float64]
-UInt8Array = npt.NDArray[np.uint8]
 #: What :func:`draw` draws: a prediction, its detections, or ground truth.
 Target = Prediction | Detections | ImageRecord | Sequence[ObjectAnnotation]
 #: An image: a file path, encoded bytes, a Pillow image or an RGB ``uint8`` numpy array.
@@ -339,31 +338,23 @@ def _open(image: ImageInput) -> PILImage.Image:
         out = ImageOps.exif_transpose(image) or image
         return out.convert("RGB") if out.mode != "RGB" or out is image else out
     if isinstance(image, np.ndarray):
-        return Image.fromarray(_pixels(image))
+        arr = image
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim == 2:
+            return Image.fromarray(arr).convert("RGB")
+        if arr.ndim == 3 and arr.shape[2] in (3, 4):
+            return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]))
+        raise InvalidInputError(
+            f"image: expected an array of shape (height, width), (height, width, 3) or "
+            f"(height, width, 4), got shape {arr.shape}"
+        )
     raise InvalidInputError(
         f"image: expected a path, bytes, a PIL image or a numpy array, got {type(image).__name__}"
-    )
-
-
-def _pixels(image: ImageInput) -> UInt8Array:
-    """A new, writable ``(height, width, 3)`` RGB array of ``image``, as displayed: the canvas
-    :func:`draw` draws on with numpy slices before making one Pillow image of it."""
-    if not isinstance(image, np.ndarray):
-        return np.array(_open(image), dtype=np.uint8)
-    arr = image
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 2:
-        return np.repeat(arr[:, :, np.newaxis], 3, axis=2)
-    if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        return np.array(arr[:, :, :3], dtype=np.uint8, order="C")
-    raise InvalidInputError(
-        f"image: expected an array of shape (height, width), (height, width, 3) or "
-        f"(height, width, 4), got shape {arr.shape}"
     )
 
 
@@ -391,7 +382,7 @@ class _Mark(NamedTuple):
 
 
 def _render(
-    canvas: UInt8Array,
+    canvas: PILImage.Image,
     boxes: FloatArray,
     colours: Sequence[RGB],
     texts: Sequence[str | None],
@@ -401,47 +392,27 @@ def _render(
     line_width: int,
 ) -> None:
     """Draw boxes (``(n, 4)`` pixel corners, most important first), then lay out and draw
-    their labels (``None``: no label), in place on the ``canvas`` array.
+    their labels (``None``: no label), in place on ``canvas``.
 
-    Everything is a numpy slice assignment from a cached block of the same shape: a row or
-    column of the colour for outlines and label fills, a pre-rendered tile for each word. That
-    copies whole pixel rows at once (filling a slice by broadcasting a 3-value colour is ten
-    times slower), and the image goes to Pillow once, at the end.
+    One Pillow call per box outline and one per label: each label is rendered once per text,
+    size and colour (:class:`_LabelCache`) and pasted whole.
     """
-    height, width = canvas.shape[:2]
-    length = max(width, height)
-    corners = np.rint(boxes).astype(np.int64).reshape(-1, 4)
-    np.clip(corners, 0, [width, height, width, height], out=corners)
-    # a box's left and right sides are drawn through a view of the canvas as overlapping runs
-    # of line-width pixels, one run per (y, x): a side is then one strided copy of its rows
-    # instead of a tiny copy per row, three times faster
-    runs: dict[int, npt.NDArray[np.void]] = {}
+    from PIL import ImageDraw
+
+    pen = ImageDraw.Draw(canvas)
+    width, height = canvas.size
     # the most confident box ends on top; the outline is drawn inside the box
+    corners = np.rint(boxes).astype(np.int64).reshape(-1, 4).tolist()
     for (x1, y1, x2, y2), colour, lw in zip(
-        reversed(corners.tolist()), reversed(colours), reversed(widths), strict=True
+        reversed(corners), reversed(colours), reversed(widths), strict=True
     ):
-        if x2 - x1 < 1 or y2 - y1 < 1:
-            continue
-        row, run = _paint(colour, lw, length)
-        canvas[y1 : y1 + lw, x1:x2] = row[:, : x2 - x1]
-        canvas[max(y2 - lw, 0) : y2, x1:x2] = row[:, : x2 - x1]
-        if x1 + lw <= width and x2 >= lw:
-            view = runs.get(lw)
-            if view is None:
-                view = runs[lw] = np.ndarray(
-                    (height, width - lw + 1), run.dtype, canvas, strides=(3 * width, 3)
-                )
-            view[y1:y2, x1] = run
-            view[y1:y2, x2 - lw] = run
-        else:  # a side cut by the image's edge
-            canvas[y1:y2, x1 : x1 + lw] = colour
-            canvas[y1:y2, max(x2 - lw, 0) : x2] = colour
+        if x2 - x1 >= 1 and y2 - y1 >= 1:
+            pen.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=lw)
     labelled = [i for i, text in enumerate(texts) if text]
     if not labelled:
         return
     ascent, descent = _metrics(font_size)
-    pad = _pad(font_size)
-    label_h = ascent + descent + 2 * pad
+    label_h = ascent + descent + 2 * _pad(font_size)
     rects = layout_labels(
         boxes[labelled],
         [(_label_plan(texts[i] or "", font_size)[0], label_h) for i in labelled],
@@ -461,33 +432,13 @@ def _render(
     lx = np.minimum(np.maximum(bx, spots[:, 0]), spots[:, 2])
     ly = np.minimum(np.maximum(by, spots[:, 1]), spots[:, 3])
     for k in np.flatnonzero(np.hypot(bx - lx, by - ly) > 2.0 * line_width + 1.0).tolist():
-        start, end = (float(lx[k]), float(ly[k])), (float(bx[k]), float(by[k]))
-        _line(canvas, start, end, colours[at[k]], max(1, line_width // 2))
-    # layout_labels keeps labels inside the image: x1, y1 >= 0
+        line = (float(lx[k]), float(ly[k]), float(bx[k]), float(by[k]))
+        pen.line(line, fill=colours[at[k]], width=max(1, line_width // 2))
     for (x1, y1, x2, y2), i in zip(np.rint(spots).astype(np.int64).tolist(), at, strict=True):
         tile = _LABELS.get(texts[i] or "", font_size, colours[i])
-        tile_h, tile_w = tile.shape[:2]
-        x2, y2 = min(x2, width), min(y2, height)
-        if x2 - x1 == tile_w and y2 - y1 == tile_h:  # the label is whole on the image
-            canvas[y1:y2, x1:x2] = tile
-            continue
-        if x2 > x1 and y2 > y1:  # cut by the edge, or a pixel wider after rounding
-            canvas[y1:y2, x1:x2] = _paint(colours[i], line_width, length)[0][:, : x2 - x1]
-        x2, y2 = min(x1 + tile_w, width), min(y1 + tile_h, height)
-        if x2 > x1 and y2 > y1:
-            canvas[y1:y2, x1:x2] = tile[: y2 - y1, : x2 - x1]
-
-
-@lru_cache(maxsize=256)
-def _paint(colour: RGB, line_width: int, length: int) -> tuple[UInt8Array, np.void]:
-    """``colour`` as a read-only ``(1, length, 3)`` row, whose slices fill outlines and labels
-    (a copy of whole rows, ten times faster than broadcasting three values), and as one run
-    of ``line_width`` pixels, for a box's sides."""
-    row = np.empty((1, length, 3), dtype=np.uint8)
-    row[...] = colour
-    row.flags.writeable = False
-    run = np.frombuffer(bytes(colour) * line_width, dtype=np.dtype((np.void, 3 * line_width)))
-    return row, run[0]
+        if (x2 - x1, y2 - y1) != tile.size:  # a pixel wider after rounding: fill, then paste
+            pen.rectangle((x1, y1, x2 - 1, y2 - 1), fill=colours[i])
+        canvas.paste(tile, (x1, y1))
 
 
 @lru_cache(maxsize=32)
@@ -527,11 +478,11 @@ def _label_plan(text: str, size: int) -> tuple[int, tuple[tuple[str, int], ...]]
 
 
 @lru_cache(maxsize=1024)
-def _word_tile(text: str, size: int, fill: RGB) -> UInt8Array:
-    """One word of label text rendered once on the label's fill colour, as a read-only array.
+def _word_tile(text: str, size: int, fill: RGB) -> PILImage.Image:
+    """One word of label text rendered once on the label's fill colour.
 
-    Labels repeat the same class names and score strings image after image, so drawing a
-    label copies cached tiles instead of asking FreeType to render and blend each glyph again.
+    Labels repeat the same class names and score strings: FreeType renders and blends each
+    word once per size and colour, and labels are put together from these tiles.
     """
     from PIL import Image, ImageDraw
 
@@ -540,23 +491,34 @@ def _word_tile(text: str, size: int, fill: RGB) -> UInt8Array:
     tile_w = max(_advance(text, size), math.ceil(font.getbbox(text)[2]))
     tile = Image.new("RGB", (tile_w, ascent + descent), fill)
     ImageDraw.Draw(tile).text((0, 0), text, font=font, fill=text_colour(fill))
-    pixels = np.array(tile, dtype=np.uint8)
-    pixels.flags.writeable = False
-    return pixels
+    return tile
+
+
+def _label_tile(text: str, size: int, fill: RGB) -> PILImage.Image:
+    """The label of ``text``: its fill with the words at their places."""
+    from PIL import Image
+
+    width, words = _label_plan(text, size)
+    ascent, descent = _metrics(size)
+    pad = _pad(size)
+    tile = Image.new("RGB", (width, ascent + descent + 2 * pad), fill)
+    for word, dx in words:
+        tile.paste(_word_tile(word, size, fill), (dx, pad))
+    return tile
 
 
 class _LabelCache:
-    """Rendered labels (fill and text) by text, font size and fill, the least recently used
-    dropped first beyond ``budget`` bytes: labels repeat image after image, and a cached one
-    is drawn with a single array copy."""
+    """Rendered labels by text, font size and fill, the least recently used dropped first
+    beyond ``budget`` bytes: labels repeat image after image, and a cached one is drawn with
+    a single paste."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.used = 0
-        self.tiles: OrderedDict[tuple[str, int, RGB], UInt8Array] = OrderedDict()
+        self.tiles: OrderedDict[tuple[str, int, RGB], PILImage.Image] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, text: str, size: int, fill: RGB) -> UInt8Array:
+    def get(self, text: str, size: int, fill: RGB) -> PILImage.Image:
         key = (text, size, fill)
         with self.lock:
             tile = self.tiles.get(key)
@@ -567,51 +529,14 @@ class _LabelCache:
         with self.lock:
             if key not in self.tiles:
                 self.tiles[key] = tile
-                self.used += tile.nbytes
+                self.used += 4 * tile.width * tile.height  # Pillow keeps 4 bytes a pixel
                 while self.used > self.budget and len(self.tiles) > 1:
-                    self.used -= self.tiles.popitem(last=False)[1].nbytes
+                    old = self.tiles.popitem(last=False)[1]
+                    self.used -= 4 * old.width * old.height
         return tile
 
 
-def _label_tile(text: str, size: int, fill: RGB) -> UInt8Array:
-    """The label of ``text``: its fill with the words at their places, as a read-only array."""
-    width, words = _label_plan(text, size)
-    ascent, descent = _metrics(size)
-    pad = _pad(size)
-    tile = np.empty((ascent + descent + 2 * pad, width, 3), dtype=np.uint8)
-    tile[...] = fill
-    for word, dx in words:
-        pixels = _word_tile(word, size, fill)
-        part = tile[pad : pad + pixels.shape[0], dx : dx + pixels.shape[1]]
-        part[...] = pixels[: part.shape[0], : part.shape[1]]
-    tile.flags.writeable = False
-    return tile
-
-
 _LABELS = _LabelCache(budget=32 << 20)
-
-
-def _line(
-    canvas: UInt8Array,
-    start: tuple[float, float],
-    end: tuple[float, float],
-    colour: RGB,
-    width: int,
-) -> None:
-    """A straight line ``width`` pixels thick (across its main direction), clipped to the canvas."""
-    (x0, y0), (x1, y1) = start, end
-    steps = round(max(abs(x1 - x0), abs(y1 - y0))) + 1
-    xs = np.rint(np.linspace(x0, x1, steps)).astype(np.intp)
-    ys = np.rint(np.linspace(y0, y1, steps)).astype(np.intp)
-    if width > 1:
-        across = np.arange(width) - (width - 1) // 2
-        if abs(x1 - x0) >= abs(y1 - y0):  # mostly horizontal: thicken vertically
-            xs, ys = np.tile(xs, width), (ys[np.newaxis, :] + across[:, np.newaxis]).ravel()
-        else:
-            xs, ys = (xs[np.newaxis, :] + across[:, np.newaxis]).ravel(), np.tile(ys, width)
-    height, w = canvas.shape[:2]
-    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < height)
-    canvas[ys[inside], xs[inside]] = colour
 
 
 def _label_text(label: str, score: float, crowd: bool, show_scores: bool) -> str:
@@ -664,11 +589,9 @@ def draw(
         >>> draw(np.zeros((120, 160, 3), np.uint8), [card]).size
         (160, 120)
     """
-    from PIL import Image
-
-    canvas = _pixels(image)
+    canvas = _open(image)
     items = _items(target, classes)
-    height, width = canvas.shape[:2]
+    width, height = canvas.size
     auto_line, auto_font = _auto_sizes(width, height)
     lw = auto_line if line_width is None else max(1, int(line_width))
     fs = auto_font if font_size is None else max(1, int(font_size))
@@ -691,7 +614,7 @@ def draw(
         texts.append(_label_text(label, scores[i], crowd, show_scores))
         widths.append(max(1, lw // 2) if crowd else lw)
     _render(canvas, px[order], colours, texts, widths, fs, line_width=lw)
-    return Image.fromarray(canvas)
+    return canvas
 
 
 # ============================================================================ comparison
@@ -797,16 +720,14 @@ def plot_comparison(
     Returns:
         A new RGB Pillow image.
     """
-    from PIL import Image
-
-    canvas = _pixels(image)
+    canvas = _open(image)
     gt = _items(record, None)
     det = _items(prediction, None)
     if matches is None:
         outcome = _greedy_match(gt, det, iou)
     else:
         outcome = _outcome_from(matches, record, prediction, len(det.labels))
-    height, width = canvas.shape[:2]
+    width, height = canvas.size
     auto_line, auto_font = _auto_sizes(width, height)
     lw = auto_line if line_width is None else max(1, int(line_width))
     fs = auto_font if font_size is None else max(1, int(font_size))
@@ -845,7 +766,7 @@ def plot_comparison(
         fs,
         line_width=lw,
     )
-    return Image.fromarray(canvas)
+    return canvas
 
 
 def _rect(row: FloatArray) -> Rect:

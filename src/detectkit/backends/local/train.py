@@ -625,8 +625,8 @@ def fit(
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
                 for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value)
-                sums["loss"] = sums.get("loss", 0.0) + float(loss)
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
         except KeyboardInterrupt:
             stopped = "interrupted"
         if timed_out and stopped == "completed":
