@@ -528,3 +528,15 @@ def test_write_read_is_exact(tmp_path: Path, records: list[ImageRecord]) -> None
     assert [(r.image, r.width, r.height, r.objects) for r in back] == [
         (r.image, r.width, r.height, r.objects) for r in ds
     ]
+
+
+def test_mltable_paths_must_stay_in_its_folder(tmp_path: Path) -> None:
+    from detectkit.errors import InvalidInputError
+    from detectkit.formats.azureml import read_azureml
+
+    (tmp_path / "outside.jsonl").write_text("")
+    folder = tmp_path / "asset"
+    folder.mkdir()
+    (folder / "MLTable").write_text("paths:\n  - file: ../outside.jsonl\n")
+    with pytest.raises(InvalidInputError, match="leaves the MLTable's folder"):
+        read_azureml(folder)

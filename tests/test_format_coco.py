@@ -210,8 +210,10 @@ def test_units_auto_rule(tmp_path: Path) -> None:
         {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0.1, 0.1, 0.2, 0.2]},
     ]
     ds, report = read_coco(_dump(tmp_path / "n.json", doc), errors="collect")
-    # every number <= 1.5 -> normalized: the first box ends at x = 1.6, outside the image
-    assert [p.kind for p in report.problems] == [ProblemKind.OUT_OF_RANGE]
+    # every number <= 1.5 -> normalized: the first box ends at x = 1.6, outside the image;
+    # with no AmlDatastore:// coco_url the guess itself is reported as a warning
+    assert [p.kind for p in report.problems] == [ProblemKind.BAD_VALUE, ProblemKind.OUT_OF_RANGE]
+    assert report.problems[0].severity is Severity.WARNING
     doc["annotations"][0]["bbox"] = [0.1, 0.1, 1.6, 0.2]  # one number > 1.5 -> pixels
     ds, report = read_coco(_dump(tmp_path / "p.json", doc))
     assert report.ok
@@ -725,3 +727,23 @@ def test_trusted_model_matches_model_construct() -> None:
     assert record == ImageRecord(image="x.jpg", width=2, height=3, objects=(obj,))
     with pytest.raises(TypeError, match="expected values for"):
         trusted_model(Box, {"top_x": 0.1})
+
+
+def test_auto_units_warns_when_tiny_pixel_boxes_look_normalized(tmp_path: Path) -> None:
+    from detectkit.formats.coco import read_coco
+
+    path = tmp_path / "tiny.json"
+    path.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}],
+                "categories": [{"id": 1, "name": "dot"}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            }
+        )
+    )
+    ds, report = read_coco(path, errors="collect")
+    assert any("bbox_units" in (p.hint or "") for p in report.warnings)
+    pixels, _ = read_coco(path, bbox_units="pixels", errors="collect")
+    assert pixels[0].objects[0].box.bottom_x == pytest.approx(1 / 640)
+    assert ds[0].objects[0].box.bottom_x == pytest.approx(1.0)

@@ -348,7 +348,10 @@ def _open(image: ImageInput) -> PILImage.Image:
         if arr.ndim == 2:
             return Image.fromarray(arr).convert("RGB")
         if arr.ndim == 3 and arr.shape[2] in (3, 4):
-            return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]))
+            # an image left uninitialized, then filled: Image.fromarray would first zero it
+            out = Image.new("RGB", (arr.shape[1], arr.shape[0]), None)
+            out.frombytes(np.ascontiguousarray(arr[:, :, :3]))
+            return out
         raise InvalidInputError(
             f"image: expected an array of shape (height, width), (height, width, 3) or "
             f"(height, width, 4), got shape {arr.shape}"

@@ -107,6 +107,11 @@ def mltable_paths(path: str | os.PathLike[str]) -> list[Path]:
                 "Download the data (e.g. az ml data download) and point at the local MLTable"
             )
         target = base / value
+        if kind != "pattern" and not _inside(target, base):
+            raise InvalidInputError(
+                f"{p}: paths: {kind} {value!r} leaves the MLTable's folder; Azure ML uploads "
+                "only that folder, so keep the JSONL beside the MLTable file"
+            )
         if kind == "file":
             if not target.is_file():
                 raise NotFoundError(f"{p}: paths: file {value!r} does not exist ({target})")
@@ -122,8 +127,13 @@ def mltable_paths(path: str | os.PathLike[str]) -> list[Path]:
             matches = sorted(base.glob(value))
             if not matches:
                 raise NotFoundError(f"{p}: paths: pattern {value!r} matches no file in {base}")
-            files += [m for m in matches if m.is_file()]
+            files += [m for m in matches if m.is_file() and _inside(m, base)]
     return files
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    resolved, root = path.resolve(), folder.resolve()
+    return resolved == root or root in resolved.parents
 
 
 def _json_paths(text: str, where: Path) -> list[tuple[str, str]]:

@@ -144,6 +144,18 @@ def _read(
     raw_anns = _list(data, "annotations", col, required=False) or []
     classes, names = _read_categories(raw_categories, col)
     units = _detect_units(raw_anns) if bbox_units == "auto" else bbox_units
+    if bbox_units == "auto" and units == "normalized" and not _has_datastore_urls(raw_images):
+        col.add(
+            ProblemKind.BAD_VALUE,
+            f"every bbox number is at most {NORMALIZED_BBOX_MAX}, so the boxes were read as "
+            "normalized (the Azure ML Data Labeling export), but no image has an "
+            "AmlDatastore:// coco_url",
+            severity=Severity.WARNING,
+            field="bbox",
+            expected="pixel boxes, or normalized ones from a Data Labeling export",
+            got="only values <= 1.5",
+            hint='pass bbox_units="pixels" if these are tiny pixel boxes',
+        )
     images, dropped = _read_images(raw_images, base, units, col)
     _read_annotations(raw_anns, images, dropped, names, units, col)
     records = [
@@ -280,6 +292,15 @@ def _read_categories(
         else:
             classes.append(name)
     return classes, names
+
+
+def _has_datastore_urls(raw_images: list[Any]) -> bool:
+    return any(
+        type(im) is dict
+        and isinstance(im.get("coco_url"), str)
+        and im["coco_url"].lower().startswith("amldatastore://")
+        for im in raw_images
+    )
 
 
 def _detect_units(raw_anns: list[Any]) -> Literal["pixels", "normalized"]:

@@ -17,7 +17,6 @@ torch, torchvision and MLflow are imported inside the functions.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -774,6 +773,7 @@ class _SweepState:
 
 def run_training(
     request: TrainingRequest,
+    trials: Sequence[TrainingParameters],
     train_data: LabeledDataset,
     validation_data: LabeledDataset,
     *,
@@ -801,14 +801,12 @@ def run_training(
     start = time.monotonic()
     limits = request.limits
     deadline = None if limits.timeout_minutes is None else start + 60.0 * limits.timeout_minutes
-    rng = np.random.default_rng(request.parameters.random_seed or 0)
     policy = request.sweep.early_termination if request.sweep is not None else None
     state = _SweepState()
     show = sys.stderr.isatty() if progress is None else progress
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     client.set_tag(parent_run_id, "detectkit.device", dev)
     interrupted = False
-    trials = plan_trials(request, rng)
     for index, params in enumerate(trials):
         now = time.monotonic()
         if deadline is not None and now >= deadline:
@@ -817,7 +815,7 @@ def run_training(
         config = trial_config(params, checkpoint=_checkpoint_path(client, params))
         if config.pretrained:
             ensure_backbone_weights(config.model_name)
-        trial_deadline = _trial_deadline(request, now, deadline, index)
+        trial_deadline = _trial_deadline(request, now, deadline, len(trials) - index)
         child = client.create_run(
             experiment_id,
             tags={
@@ -831,7 +829,7 @@ def run_training(
         _log_params(client, trial_id, params, config)
         if show:
             sys.stderr.write(
-                f"trial {index + 1}/{limits.max_trials}: {config.model_name} "
+                f"trial {index + 1}/{len(trials)}: {config.model_name} "
                 f"(lr {config.learning_rate:g}, batch {config.batch_size})\n"
             )
         own: list[tuple[int, float]] = []
@@ -895,7 +893,7 @@ def _run_name(client: Any, run_id: str) -> str:
 
 
 def _trial_deadline(
-    request: TrainingRequest, now: float, deadline: float | None, index: int
+    request: TrainingRequest, now: float, deadline: float | None, left: int
 ) -> float | None:
     limits = request.limits
     own = None if limits.trial_timeout_minutes is None else now + 60.0 * limits.trial_timeout_minutes
@@ -903,8 +901,7 @@ def _trial_deadline(
         return own
     if own is not None:
         return min(own, deadline)
-    left = max(limits.max_trials - index, 1)
-    return now + (deadline - now) / left
+    return now + (deadline - now) / max(left, 1)
 
 
 def _checkpoint_path(client: Any, params: TrainingParameters) -> str | None:
@@ -997,5 +994,3 @@ def _finish_trial(
         _log_metrics(client, run_id, result.metrics, result.epochs_run + 1)
 
 
-def _unused(*_: Any) -> None:  # keep imports used by type checkers only
-    copy.deepcopy(replace)
