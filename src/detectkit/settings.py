@@ -16,37 +16,69 @@ backend itself with :func:`validate_models` (Azure: :data:`AZURE_MODELS`).
 
 Nothing here imports azure-ai-ml: ``detectkit.backends.azure_jobs`` turns these into
 azure-ai-ml entities, the local backend samples the distributions itself.
+
+This module holds the search space, the sweep settings and limits, the request that combines
+them, and the translation of validation errors; the training parameters and model names
+(:mod:`detectkit.training_parameters`), the distributions (:mod:`detectkit.distributions`)
+and the deployment settings (:mod:`detectkit.deployment`) live in their own modules and are
+all re-exported here.
 """
 
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import itertools
-import json
-import math
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from decimal import localcontext
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from detectkit.errors import InvalidSettingsError, format_problem
+from detectkit.deployment import DEFAULT_LIVENESS as DEFAULT_LIVENESS
+from detectkit.deployment import DEFAULT_READINESS as DEFAULT_READINESS
+from detectkit.deployment import DeploymentSettings, ProbeSettings
+from detectkit.distributions import (
+    _DISTRIBUTION_ADAPTER,
+    _DISTRIBUTION_TEXT,
+    _DISTRIBUTION_TYPES,
+    Choice,
+    Distribution,
+    LogNormal,
+    LogUniform,
+    Normal,
+    QLogNormal,
+    QLogUniform,
+    QNormal,
+    QUniform,
+    Randint,
+    Scalar,
+    Uniform,
+    _Distribution,
+    _messages,
+    _wire_number,
+    parse_distribution,
+)
+from detectkit.distributions import Number as Number
+from detectkit.errors import InvalidSettingsError
+from detectkit.training_parameters import (
+    _FROZEN,
+    AZURE_MODELS,
+    KNOWN_MODELS,
+    MMDETECTION_PREFIX,
+    TrainingParameters,
+    _contradictions,
+    _snake,
+    check_model_name,
+    validate_models,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,676 +113,6 @@ __all__ = [
     "settings_error",
     "validate_models",
 ]
-
-# --------------------------------------------------------------------------------------------
-# Model names
-# --------------------------------------------------------------------------------------------
-
-#: Prefix of the MMDetection 3.1 models Azure AutoML trains (``mmd-3x-<mmdetection config>``).
-MMDETECTION_PREFIX = "mmd-3x-"
-
-#: Object-detection models Azure AutoML documents. An entry with ``*`` is a pattern: any
-#: ``mmd-3x-<name>`` is accepted (MMDetection 3.1 model zoo).
-AZURE_MODELS: frozenset[str] = frozenset(
-    {
-        "yolov5",
-        "fasterrcnn_resnet18_fpn",
-        "fasterrcnn_resnet34_fpn",
-        "fasterrcnn_resnet50_fpn",
-        "fasterrcnn_resnet101_fpn",
-        "fasterrcnn_resnet152_fpn",
-        "retinanet_resnet50_fpn",
-        MMDETECTION_PREFIX + "*",
-    }
-)
-
-#: The names Azure AutoML documents; each backend declares the set it trains and checks a
-#: request with :func:`validate_models` (the local backend has its own torchvision names).
-KNOWN_MODELS: frozenset[str] = AZURE_MODELS
-
-# Curated MMDetection names from the AutoML docs: only used to suggest a spelling.
-_MMDETECTION_CURATED = (
-    "mmd-3x-sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco",
-    "mmd-3x-deformable-detr_refine_twostage_r50_16xb2-50e_coco",
-    "mmd-3x-vfnet_r50-mdconv-c3-c5_fpn_ms-2x_coco",
-    "mmd-3x-yolof_r50_c5_8x8_1x_coco",
-)
-
-_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+\-]*$")
-
-
-def check_model_name(name: str) -> str:
-    """Check the syntax of a model name and return it stripped and lower-cased.
-
-    Which names a backend can train is checked by :func:`validate_models`.
-
-    Raises:
-        ValueError: The name is empty, has characters a model name cannot have, is a
-            segmentation model (``maskrcnn_*``) or is the bare ``mmd-3x-`` prefix.
-    """
-    text = name.strip().lower()
-    if not text:
-        raise ValueError("model name is empty; expected e.g. 'fasterrcnn_resnet50_fpn'")
-    if not _MODEL_NAME.match(text):
-        raise ValueError(
-            f"model name {name!r} has characters a model name cannot have "
-            "(expected letters, digits, '_', '-', '.', '+')"
-        )
-    if text.startswith("maskrcnn"):
-        raise ValueError(
-            f"{name!r} is an instance-segmentation model; object detection needs a box model, "
-            "e.g. 'fasterrcnn_resnet50_fpn' (same backbone) or 'yolov5'"
-        )
-    if text == MMDETECTION_PREFIX:
-        raise ValueError(
-            f"{name!r} names no MMDetection model; expected '{MMDETECTION_PREFIX}<config name>', "
-            f"e.g. '{_MMDETECTION_CURATED[2]}'"
-        )
-    return text
-
-
-def _supports(name: str, supported: Collection[str]) -> bool:
-    return name in supported or any(
-        "*" in entry and fnmatch.fnmatchcase(name, entry) for entry in supported
-    )
-
-
-def validate_models(names: Iterable[str], supported: Collection[str], backend: str) -> None:
-    """Reject model names a backend cannot train, with the nearest supported name.
-
-    Each backend calls this with its own set before it starts anything; a name it cannot
-    train is an error, never silently replaced by another model.
-
-    Args:
-        names: The model names of a request (:meth:`TrainingRequest.model_names`).
-        supported: The names the backend trains; an entry with ``*`` is a glob pattern
-            (``"mmd-3x-*"``).
-        backend: The backend's name, for the message (``"azure"``, ``"local"``).
-
-    Raises:
-        InvalidSettingsError: A name is not in ``supported``.
-    """
-    unknown = [name for name in names if not _supports(name, supported)]
-    if not unknown:
-        return
-    listed = sorted(supported)
-    candidates = [n for n in listed if "*" not in n]
-    if any(n.startswith(MMDETECTION_PREFIX) for n in listed):
-        candidates += _MMDETECTION_CURATED
-    shown = ", ".join(n.replace("*", "<name>") for n in listed)
-    problems = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else "pick one of the supported names"
-        problems.append(
-            format_problem(
-                f"{name!r} is not a model the {backend} backend can train",
-                None,
-                None,
-                "model_name",
-                f"one of {shown}",
-                repr(name),
-                hint,
-            )
-        )
-    raise InvalidSettingsError("\n".join(problems))
-
-
-# --------------------------------------------------------------------------------------------
-# Distributions
-# --------------------------------------------------------------------------------------------
-
-Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
-Number = StrictInt | StrictFloat
-
-# protected_namespaces=(): fields such as ``model_name`` are AutoML's names (pydantic < 2.10
-# would warn about the "model_" prefix).
-_FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
-
-
-def _wire_number(value: object) -> str:
-    """A number as azure-ai-ml writes it: floats without exponent (``1e-05`` -> ``0.00001``)."""
-    if isinstance(value, float):
-        with localcontext() as ctx:
-            ctx.prec = 20
-            return format(ctx.create_decimal(repr(value)), "f")
-    return str(value)
-
-
-def _wire_args(kind: str, *args: object) -> str:
-    return f"{kind}({','.join(_wire_number(a) for a in args)})"
-
-
-class _Distribution(BaseModel):
-    """Base of the search-space distributions (Azure ML sweep semantics)."""
-
-    model_config = _FROZEN
-
-    def to_azure_string(self) -> str:
-        """The distribution as azure-ai-ml writes it in a search space (``"uniform(0.1,0.2)"``)."""
-        raise NotImplementedError
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        """One value drawn with ``rng`` (Azure ML semantics), as a Python scalar."""
-        raise NotImplementedError
-
-    def grid_values(self) -> tuple[Scalar, ...]:
-        """The values a grid sweep visits; only :class:`Choice` has them.
-
-        Raises:
-            InvalidSettingsError: The distribution is continuous or unbounded.
-        """
-        raise InvalidSettingsError(
-            f"{self.to_azure_string()}: grid sampling visits a finite set of values; "
-            "use Choice([...]) or sampling_algorithm='random'"
-        )
-
-    def _extremes(self) -> tuple[Scalar, ...]:
-        """The smallest and largest value it can produce (empty when unbounded)."""
-        return ()
-
-    def __str__(self) -> str:
-        return self.to_azure_string()
-
-    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
-        return [(k, v) for k, v in self if k != "type"]
-
-
-class Choice(_Distribution):
-    """Pick one of ``values`` (``choice('yolov5','fasterrcnn_resnet50_fpn')``)."""
-
-    type: Literal["choice"] = "choice"
-    values: tuple[Scalar, ...] = Field(min_length=1)
-
-    def __init__(self, values: Iterable[Scalar] | Scalar, **data: Any) -> None:
-        super().__init__(values=values, **data)
-
-    @field_validator("values", mode="before")
-    @classmethod
-    def _one_value(cls, value: object) -> object:
-        if isinstance(value, str | int | float | bool):
-            return (value,)
-        if isinstance(value, Iterable) and not isinstance(value, Mapping):
-            return tuple(value)
-        return value
-
-    @field_validator("values")
-    @classmethod
-    def _wire_safe(cls, values: tuple[Scalar, ...]) -> tuple[Scalar, ...]:
-        for value in values:
-            if isinstance(value, str) and (not value or re.search(r"[\s,()'\"]", value)):
-                raise ValueError(
-                    f"choice value {value!r} cannot be sent: it is empty or has a space, "
-                    "comma, parenthesis or quote"
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"choice value {value!r} is not a finite number")
-        return values
-
-    def to_azure_string(self) -> str:
-        parts = [f"'{v}'" if isinstance(v, str) else _wire_number(v) for v in self.values]
-        return f"choice({','.join(parts)})"
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return self.values[int(rng.integers(len(self.values)))]
-
-    def grid_values(self) -> tuple[Scalar, ...]:
-        return self.values
-
-    def _extremes(self) -> tuple[Scalar, ...]:
-        return self.values
-
-
-class _Range(_Distribution):
-    min_value: Number
-    max_value: Number
-
-    def __init__(self, min_value: float, max_value: float, **data: Any) -> None:
-        super().__init__(min_value=min_value, max_value=max_value, **data)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> _Range:
-        if not (math.isfinite(self.min_value) and math.isfinite(self.max_value)):
-            raise ValueError(f"{self.to_azure_string()}: bounds must be finite numbers")
-        if self.min_value >= self.max_value:
-            raise ValueError(
-                f"{self.to_azure_string()}: min_value must be < max_value "
-                f"(got {self.min_value} >= {self.max_value})"
-            )
-        return self
-
-
-class Uniform(_Range):
-    """A float drawn uniformly in ``[min_value, max_value]``."""
-
-    type: Literal["uniform"] = "uniform"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("uniform", self.min_value, self.max_value)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return float(rng.uniform(self.min_value, self.max_value))
-
-    def _extremes(self) -> tuple[Scalar, ...]:
-        return (float(self.min_value), float(self.max_value))
-
-
-class LogUniform(_Range):
-    """``exp(uniform(min_value, max_value))``: bounds are natural logs, as in Azure ML.
-
-    ``LogUniform(math.log(1e-4), math.log(1e-2))`` draws learning rates between 1e-4 and 1e-2.
-    """
-
-    type: Literal["loguniform"] = "loguniform"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("loguniform", self.min_value, self.max_value)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return math.exp(float(rng.uniform(self.min_value, self.max_value)))
-
-    def _extremes(self) -> tuple[Scalar, ...]:
-        return (math.exp(self.min_value), math.exp(self.max_value))
-
-
-def _quantize(value: float, q: int) -> int:
-    return round(value / q) * q
-
-
-class _QRange(_Range):
-    q: StrictInt = Field(ge=1)
-
-    def __init__(self, min_value: float, max_value: float, q: int, **data: Any) -> None:
-        super().__init__(min_value, max_value, q=q, **data)
-
-
-class QUniform(_QRange):
-    """``round(uniform(min_value, max_value) / q) * q``: integers when ``q`` is an integer."""
-
-    type: Literal["quniform"] = "quniform"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("quniform", self.min_value, self.max_value, self.q)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return _quantize(float(rng.uniform(self.min_value, self.max_value)), self.q)
-
-    def _extremes(self) -> tuple[Scalar, ...]:
-        return (_quantize(self.min_value, self.q), _quantize(self.max_value, self.q))
-
-
-class QLogUniform(_QRange):
-    """``round(exp(uniform(min_value, max_value)) / q) * q``."""
-
-    type: Literal["qloguniform"] = "qloguniform"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("qloguniform", self.min_value, self.max_value, self.q)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return _quantize(math.exp(float(rng.uniform(self.min_value, self.max_value))), self.q)
-
-    def _extremes(self) -> tuple[Scalar, ...]:
-        low, high = math.exp(self.min_value), math.exp(self.max_value)
-        return (_quantize(low, self.q), _quantize(high, self.q))
-
-
-class _Gaussian(_Distribution):
-    mu: Number
-    sigma: Number = Field(gt=0)
-
-    def __init__(self, mu: float, sigma: float, **data: Any) -> None:
-        super().__init__(mu=mu, sigma=sigma, **data)
-
-
-class Normal(_Gaussian):
-    """A float drawn from a normal distribution (unbounded: not range-checked)."""
-
-    type: Literal["normal"] = "normal"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("normal", self.mu, self.sigma)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return float(rng.normal(self.mu, self.sigma))
-
-
-class LogNormal(_Gaussian):
-    """``exp(normal(mu, sigma))``: always positive."""
-
-    type: Literal["lognormal"] = "lognormal"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("lognormal", self.mu, self.sigma)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return math.exp(float(rng.normal(self.mu, self.sigma)))
-
-
-class _QGaussian(_Gaussian):
-    q: StrictInt = Field(ge=1)
-
-    def __init__(self, mu: float, sigma: float, q: int, **data: Any) -> None:
-        super().__init__(mu, sigma, q=q, **data)
-
-
-class QNormal(_QGaussian):
-    """``round(normal(mu, sigma) / q) * q``."""
-
-    type: Literal["qnormal"] = "qnormal"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("qnormal", self.mu, self.sigma, self.q)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return _quantize(float(rng.normal(self.mu, self.sigma)), self.q)
-
-
-class QLogNormal(_QGaussian):
-    """``round(exp(normal(mu, sigma)) / q) * q``."""
-
-    type: Literal["qlognormal"] = "qlognormal"
-
-    def to_azure_string(self) -> str:
-        return _wire_args("qlognormal", self.mu, self.sigma, self.q)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return _quantize(math.exp(float(rng.normal(self.mu, self.sigma))), self.q)
-
-
-class Randint(_Distribution):
-    """An integer in ``[0, upper)``."""
-
-    type: Literal["randint"] = "randint"
-    upper: StrictInt = Field(ge=1)
-
-    def __init__(self, upper: int, **data: Any) -> None:
-        super().__init__(upper=upper, **data)
-
-    def to_azure_string(self) -> str:
-        return _wire_args("randint", self.upper)
-
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return int(rng.integers(self.upper))
-
-    def _extremes(self) -> tuple[Scalar, ...]:
-        return (0, self.upper - 1)
-
-
-#: Any search-space distribution; dicts are parsed by their ``type`` key.
-Distribution = Annotated[
-    Choice
-    | Uniform
-    | LogUniform
-    | QUniform
-    | QLogUniform
-    | Normal
-    | LogNormal
-    | QNormal
-    | QLogNormal
-    | Randint,
-    Field(discriminator="type"),
-]
-
-_DISTRIBUTION_TYPES: dict[str, type[_Distribution]] = {
-    "choice": Choice,
-    "uniform": Uniform,
-    "loguniform": LogUniform,
-    "quniform": QUniform,
-    "qloguniform": QLogUniform,
-    "normal": Normal,
-    "lognormal": LogNormal,
-    "qnormal": QNormal,
-    "qlognormal": QLogNormal,
-    "randint": Randint,
-}
-_DISTRIBUTION_ADAPTER: TypeAdapter[_Distribution] = TypeAdapter(Distribution)
-_DISTRIBUTION_TEXT = re.compile(r"^\s*([a-z]+)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
-
-
-def _parse_scalar(text: str) -> Scalar:
-    text = text.strip()
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    if text in ("True", "False"):
-        return text == "True"
-    return text.strip("'\"")
-
-
-def parse_distribution(text: str) -> _Distribution:
-    """Parse the string form of a distribution (``"uniform(0.0001, 0.01)"``).
-
-    This is the form older AutoML YAML files and the REST payload use.
-
-    Raises:
-        InvalidSettingsError: The text is not a known distribution call.
-    """
-    match = _DISTRIBUTION_TEXT.match(text)
-    kind = match.group(1).lower() if match else ""
-    cls = _DISTRIBUTION_TYPES.get(kind)
-    if match is None or cls is None:
-        raise InvalidSettingsError(
-            f"cannot read {text!r} as a distribution (expected e.g. \"choice('a','b')\" or "
-            f"'uniform(0.001,0.01)'; known: {', '.join(_DISTRIBUTION_TYPES)})"
-        )
-    args = [_parse_scalar(a) for a in re.split(r"\s*,\s*", match.group(2).strip()) if a.strip()]
-    names = [name for name in cls.model_fields if name != "type"]  # positional order
-    if cls is not Choice and len(args) != len(names):
-        raise InvalidSettingsError(
-            f"{text!r}: {kind} takes {len(names)} arguments ({', '.join(names)}), got {len(args)}"
-        )
-    data: dict[str, Any] = (
-        {"values": args} if cls is Choice else dict(zip(names, args, strict=False))
-    )
-    try:
-        return cls.model_validate({"type": kind, **data})
-    except ValidationError as exc:
-        raise InvalidSettingsError(
-            f"{text!r} is not a valid distribution: {_messages(exc)}"
-        ) from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Training parameters
-# --------------------------------------------------------------------------------------------
-
-Optimizer = Literal["sgd", "adam", "adamw"]
-LearningRateScheduler = Literal["warmup_cosine", "step", "none"]
-ModelSize = Literal["small", "medium", "large", "extra_large"]
-ValidationMetric = Literal["coco", "voc", "coco_voc", "none"]
-
-Fraction = Annotated[float, Field(ge=0, le=1)]
-Positive = Annotated[int, Field(ge=1)]
-NonNegative = Annotated[int, Field(ge=0)]
-
-_ENUM_FIELDS = ("optimizer", "learning_rate_scheduler", "model_size", "validation_metric_type")
-_YOLO_ONLY = ("model_size", "image_size", "multi_scale")
-_NOT_YOLO = ("min_size", "max_size")
-_SGD_ONLY = ("momentum", "nesterov")
-_ADAM_ONLY = ("beta1", "beta2", "ams_gradient")
-_STEP_ONLY = ("step_lr_gamma", "step_lr_step_size")
-_COSINE_ONLY = ("warmup_cosine_lr_cycles", "warmup_cosine_lr_warmup_epochs")
-
-
-def _snake(value: object) -> object:
-    """``"WarmupCosine"``, ``"warmup-cosine"``, ``"Adamw"`` -> ``"warmup_cosine"``, ``"adamw"``."""
-    if not isinstance(value, str):
-        return value
-    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", value.strip())
-    return re.sub(r"[\s\-]+", "_", text).lower()
-
-
-def _contradictions(
-    values: Mapping[str, object], present: Collection[str], models: Collection[str]
-) -> list[str]:
-    """Parameters (``present``) that contradict the optimizer, scheduler (fixed in ``values``)
-    or the models they are set with."""
-    optimizer = values.get("optimizer")
-    scheduler = values.get("learning_rate_scheduler")
-    yolo = bool(models) and all(m == "yolov5" for m in models)
-    not_yolo = bool(models) and all(m != "yolov5" for m in models)
-    rules = (
-        (optimizer in ("adam", "adamw"), _SGD_ONLY, f"optimizer 'sgd' only, not {optimizer!r}"),
-        (optimizer == "sgd", _ADAM_ONLY, "optimizer 'adam' or 'adamw' only, not 'sgd'"),
-        (scheduler in ("warmup_cosine", "none"), _STEP_ONLY, "learning_rate_scheduler 'step' only"),
-        (
-            scheduler in ("step", "none"),
-            _COSINE_ONLY,
-            "learning_rate_scheduler 'warmup_cosine' only",
-        ),
-        (yolo, _NOT_YOLO, "models other than yolov5 (yolov5 uses image_size)"),
-        (not_yolo, _YOLO_ONLY, f"yolov5 only, not {', '.join(sorted(models))}"),
-    )
-    found = []
-    for applies, names, scope in rules:
-        given = [n for n in names if n in present]
-        if applies and given:
-            verb = "applies" if len(given) == 1 else "apply"
-            found.append(f"{', '.join(given)} {verb} to {scope}")
-    return found
-
-
-class TrainingParameters(BaseModel):
-    """Fixed training parameters (AutoML ``set_training_parameters``); ``None`` = default.
-
-    Service defaults differ between yolov5 and the other models (epochs 30 vs 15, batch
-    16/16 vs 2/1, learning rate 0.01 vs 0.005, score threshold 0.1 vs 0.3); see the Azure
-    docs "Hyperparameters for computer vision tasks in automated machine learning".
-
-    Enumerations accept any spelling of the same words (``"Adamw"``, ``"WarmupCosine"``) and
-    are stored in snake_case. ``advanced_settings`` accepts a dict or a JSON object string
-    and is stored as JSON text.
-    """
-
-    model_config = _FROZEN
-
-    model_name: str | None = None
-    learning_rate: float | None = Field(default=None, gt=0, le=1)
-    number_of_epochs: Positive | None = None
-    training_batch_size: Positive | None = None
-    validation_batch_size: Positive | None = None
-    optimizer: Optimizer | None = None
-    learning_rate_scheduler: LearningRateScheduler | None = None
-    momentum: Fraction | None = None
-    weight_decay: Fraction | None = None
-    nesterov: bool | None = None
-    ams_gradient: bool | None = None
-    beta1: Fraction | None = None
-    beta2: Fraction | None = None
-    early_stopping: bool | None = None
-    early_stopping_patience: Positive | None = None
-    early_stopping_delay: Positive | None = None
-    evaluation_frequency: Positive | None = None
-    warmup_cosine_lr_warmup_epochs: NonNegative | None = None
-    warmup_cosine_lr_cycles: Fraction | None = None
-    step_lr_gamma: Fraction | None = None
-    step_lr_step_size: Positive | None = None
-    layers_to_freeze: NonNegative | None = None
-    random_seed: int | None = None
-    distributed: bool | None = None
-    enable_onnx_normalization: bool | None = None
-    gradient_accumulation_step: Positive | None = None
-    number_of_workers: NonNegative | None = None
-    checkpoint_frequency: Positive | None = None
-    checkpoint_run_id: str | None = None
-    image_size: Positive | None = None
-    min_size: Positive | None = None
-    max_size: Positive | None = None
-    model_size: ModelSize | None = None
-    multi_scale: bool | None = None
-    box_score_threshold: Fraction | None = None
-    nms_iou_threshold: Fraction | None = None
-    box_detections_per_image: Positive | None = None
-    tile_grid_size: str | None = None
-    tile_overlap_ratio: float | None = Field(default=None, ge=0, lt=1)
-    tile_predictions_nms_threshold: Fraction | None = None
-    validation_iou_threshold: Fraction | None = None
-    validation_metric_type: ValidationMetric | None = None
-    log_training_metrics: bool | None = None
-    log_validation_loss: bool | None = None
-    advanced_settings: str | None = None
-
-    @field_validator("model_name")
-    @classmethod
-    def _model_name(cls, value: str | None) -> str | None:
-        return None if value is None else check_model_name(value)
-
-    @field_validator(*_ENUM_FIELDS, mode="before")
-    @classmethod
-    def _enum(cls, value: object) -> object:
-        return _snake(value)
-
-    @field_validator("tile_grid_size", mode="before")
-    @classmethod
-    def _grid(cls, value: object) -> object:
-        if isinstance(value, tuple | list) and len(value) == 2:
-            value = f"{value[0]}x{value[1]}"
-        if isinstance(value, str):
-            match = re.fullmatch(r"\s*\(?\s*(\d+)\s*[x,X]\s*(\d+)\s*\)?\s*", value)
-            if match and int(match.group(1)) >= 1 and int(match.group(2)) >= 1:
-                return f"{int(match.group(1))}x{int(match.group(2))}"
-            raise ValueError(
-                f"tile_grid_size {value!r} is not a grid (expected 'COLSxROWS' such as '3x2')"
-            )
-        return value
-
-    @field_validator("advanced_settings", mode="before")
-    @classmethod
-    def _advanced(cls, value: object) -> object:
-        if isinstance(value, Mapping):
-            return json.dumps(dict(value))
-        if isinstance(value, str):
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"advanced_settings is not valid JSON ({exc.msg} at character {exc.pos}); "
-                    "expected a JSON object such as '{\"apply_mosaic_for_yolo\": false}'"
-                ) from None
-            if not isinstance(parsed, dict):
-                raise ValueError(
-                    f"advanced_settings must be a JSON object, got {type(parsed).__name__}"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self, info: ValidationInfo) -> TrainingParameters:
-        if (
-            self.min_size is not None
-            and self.max_size is not None
-            and self.min_size > self.max_size
-        ):
-            raise ValueError(
-                f"min_size {self.min_size} > max_size {self.max_size}; "
-                "min_size must not be larger than max_size"
-            )
-        if info.context and info.context.get("trial"):
-            return self
-        models = [self.model_name] if self.model_name else []
-        values = self.model_dump(exclude_none=True)
-        problems = _contradictions(values, values, models)
-        if problems:
-            raise ValueError("; ".join(problems) + "; remove them or change that choice")
-        return self
-
-    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
-        return [(k, v) for k, v in self if v is not None]
-
-    def advanced_settings_dict(self) -> dict[str, Any]:
-        """``advanced_settings`` parsed (empty when not set)."""
-        return {} if self.advanced_settings is None else dict(json.loads(self.advanced_settings))
-
-    def merged(self, values: Mapping[str, Any], *, trial: bool = False) -> TrainingParameters:
-        """These parameters with ``values`` set, validated.
-
-        With ``trial=True`` (one trial of a sweep) parameters meant for other trials are
-        allowed: a fixed ``momentum`` is kept, and ignored, in a trial that drew ``adam``.
-        """
-        data = {**self.model_dump(exclude_none=True), **values}
-        return TrainingParameters.model_validate(data, context={"trial": trial})
 
 
 def _number_type(name: str) -> type | None:
@@ -787,14 +149,6 @@ def _check_value(name: str, value: object) -> object:
     if problem is not None:
         raise ValueError(f"{value!r} is not a valid {name} ({problem})")
     return getattr(TrainingParameters.model_validate({name: value}), name)
-
-
-def _messages(exc: ValidationError) -> str:
-    """The messages of a ValidationError, without pydantic's prefixes, in one line."""
-    return "; ".join(
-        e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        for e in exc.errors()
-    )
 
 
 def _check_space_value(name: str, value: object) -> object:
@@ -1352,83 +706,6 @@ class TrainingRequest(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise settings_error(exc, "training settings") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Deployment
-# --------------------------------------------------------------------------------------------
-
-
-class ProbeSettings(BaseModel):
-    """A liveness or readiness probe; every duration in **seconds**."""
-
-    model_config = _FROZEN
-
-    initial_delay: int = Field(default=10, ge=0)
-    period: int = Field(default=10, ge=1)
-    timeout: int = Field(default=2, ge=1)
-    failure_threshold: int = Field(default=30, ge=1)
-    success_threshold: int = Field(default=1, ge=1)
-
-
-#: Liveness: 10 minutes before the first probe (an MLflow no-code container installs its
-#: environment and loads the model first; the 10 s Azure default kills it: "Liveness probe
-#: failed ... 502"), then 30 failures x 10 s before a restart.
-DEFAULT_LIVENESS = ProbeSettings(
-    initial_delay=600, period=10, timeout=10, failure_threshold=30, success_threshold=1
-)
-#: Readiness: probed early so the deployment takes traffic as soon as the model is loaded;
-#: a 10 s timeout tolerates a worker busy with a slow detection request.
-DEFAULT_READINESS = ProbeSettings(
-    initial_delay=10, period=10, timeout=10, failure_threshold=30, success_threshold=1
-)
-
-
-class DeploymentSettings(BaseModel):
-    """How a model is served on an online endpoint.
-
-    Defaults suit detection models, which are slow: a 90 s request timeout (the Azure maximum
-    is 180 s; the Azure default of 5 s yields 408 "upstream request timeout"), one request at
-    a time per instance, and a generous liveness probe (:data:`DEFAULT_LIVENESS`).
-    """
-
-    model_config = _FROZEN
-
-    instance_type: str = Field(default="Standard_DS3_v2", min_length=1)
-    instance_count: int = Field(default=1, ge=1)
-    request_timeout_ms: int = Field(default=90_000, ge=1, le=180_000)
-    max_concurrent_requests_per_instance: int = Field(default=1, ge=1)
-    liveness_probe: ProbeSettings = DEFAULT_LIVENESS
-    readiness_probe: ProbeSettings = DEFAULT_READINESS
-    environment_variables: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _liveness(self) -> DeploymentSettings:
-        if self.liveness_probe.success_threshold != 1:
-            raise ValueError(
-                "liveness_probe.success_threshold must be 1 "
-                f"(got {self.liveness_probe.success_threshold}); only readiness can need more"
-            )
-        return self
-
-    @classmethod
-    def build(
-        cls, settings: DeploymentSettings | Mapping[str, Any] | None = None, **overrides: Any
-    ) -> DeploymentSettings:
-        """Settings from an object or a dict, with keyword overrides.
-
-        Raises:
-            InvalidSettingsError: Listing every invalid field.
-        """
-        base = (
-            settings.model_dump()
-            if isinstance(settings, DeploymentSettings)
-            else dict(settings or {})
-        )
-        try:
-            return cls.model_validate({**base, **overrides})
-        except ValidationError as exc:
-            raise settings_error(exc, "deployment settings") from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from detectkit.errors import (
     ConflictError,
     DetectkitError,
     InvalidInputError,
-    InvalidSettingsError,
     NotFoundError,
     missing_dependency,
 )
@@ -303,18 +302,21 @@ class LocalBackend:
             )
         run_id = parent.info.run_id
         _log_request(client, run_id, request, len(train), len(val))
+        from detectkit.backends.local.pyfunc import quiet_mlflow
+
         try:
-            status = run_training(
-                request,
-                plan.trials,
-                train,
-                val,
-                client=client,
-                experiment_id=experiment_id,
-                parent_run_id=run_id,
-                device=plan.device,
-                progress=self.progress,
-            )
+            with quiet_mlflow():
+                status = run_training(
+                    request,
+                    plan.trials,
+                    train,
+                    val,
+                    client=client,
+                    experiment_id=experiment_id,
+                    parent_run_id=run_id,
+                    device=plan.device,
+                    progress=self.progress,
+                )
         except KeyboardInterrupt:
             client.set_tag(run_id, "detectkit.stopped", "interrupted")
             client.set_terminated(run_id, "KILLED")
@@ -375,8 +377,14 @@ class LocalBackend:
             experiment=experiment.name if experiment is not None else None,
             studio_url=None,
             error=error,
-            created_at=None if not started else datetime.fromtimestamp(started / 1000, timezone.utc),
-            tags={k: v for k, v in tags.items() if not k.startswith("mlflow.") or k == "mlflow.parentRunId"},
+            created_at=None
+            if not started
+            else datetime.fromtimestamp(started / 1000, timezone.utc),
+            tags={
+                k: v
+                for k, v in tags.items()
+                if not k.startswith("mlflow.") or k == "mlflow.parentRunId"
+            },
         )
 
     def cancel_run(self, name: str) -> None:
@@ -435,7 +443,7 @@ class LocalBackend:
         directory.mkdir(parents=True, exist_ok=True)
         client = self._mlflow()
         with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
-            with _mlflow_errors("model of trial", trial):
+            with _mlflow_errors("model of trial", trial), _quiet():
                 local = client.download_artifacts(trial, MODEL_ARTIFACT, tmp)
                 labels = client.download_artifacts(trial, LABELS_ARTIFACT, tmp)
             if target.exists():
@@ -620,7 +628,7 @@ class LocalBackend:
                 from mlflow.tracking import MlflowClient
             except ImportError as exc:
                 raise missing_dependency("mlflow", "local") from exc
-            with _mlflow_errors("tracking store", self.tracking_uri):
+            with _mlflow_errors("tracking store", self.tracking_uri), _quiet():
                 self._client = MlflowClient(
                     tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
                 )
@@ -657,13 +665,16 @@ class LocalBackend:
 
 
 # ====================================================================== helpers
-def _log_request(client: Any, run_id: str, request: TrainingRequest, n_train: int, n_val: int) -> None:
+def _log_request(
+    client: Any, run_id: str, request: TrainingRequest, n_train: int, n_val: int
+) -> None:
     from mlflow.entities import Param
 
     sweep = request.sweep
     params = {
         "training_data": request.training_data,
-        "validation_data": request.validation_data or f"validation_size={request.validation_size or 0.2}",
+        "validation_data": request.validation_data
+        or f"validation_size={request.validation_size or 0.2}",
         "training_images": n_train,
         "validation_images": n_val,
         "mode": request.mode,
@@ -671,7 +682,9 @@ def _log_request(client: Any, run_id: str, request: TrainingRequest, n_train: in
         "timeout_minutes": request.limits.timeout_minutes,
         "trial_timeout_minutes": request.limits.trial_timeout_minutes,
         "sampling_algorithm": sweep.sampling_algorithm if sweep else None,
-        "early_termination": sweep.early_termination.type if sweep and sweep.early_termination else None,
+        "early_termination": sweep.early_termination.type
+        if sweep and sweep.early_termination
+        else None,
         "models": ",".join(request.model_names()) or None,
     }
     with _mlflow_errors("run", run_id):
@@ -749,4 +762,7 @@ def _mlflow_errors(what: str, name: str = "") -> Iterator[None]:
         raise
 
 
-_unused = InvalidSettingsError
+def _quiet() -> contextlib.AbstractContextManager[None]:
+    from detectkit.backends.local.pyfunc import quiet_mlflow
+
+    return quiet_mlflow()

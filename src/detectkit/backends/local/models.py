@@ -78,7 +78,14 @@ LOCAL_MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            "ssdlite_mobilenet_v2", "ssd", "MobileNet_V2_Weights.IMAGENET1K_V1", 320, 320, 0.02, 8, 30
+            "ssdlite_mobilenet_v2",
+            "ssd",
+            "MobileNet_V2_Weights.IMAGENET1K_V1",
+            320,
+            320,
+            0.02,
+            8,
+            30,
         ),
         ModelSpec(
             "ssdlite320_mobilenet_v3_large",
@@ -179,7 +186,7 @@ def ensure_backbone_weights(name: str) -> Path:
     """
     torch = import_torch()
     weights = backbone_weights(name)
-    file_name = os.path.basename(weights.url)
+    file_name = os.path.basename(str(weights.url))
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     cached = folder / file_name
     if cached.is_file():
@@ -303,7 +310,10 @@ def _ssd(backbone: nn.Module, num_classes: int, size: int, options: dict[str, An
     anchors = DefaultBoxGenerator([[2, 3] for _ in range(6)], min_ratio=0.2, max_ratio=0.95)
     channels = det_utils.retrieve_out_channels(backbone, (size, size))
     head = SSDLiteHead(channels, anchors.num_anchors_per_location(), num_classes, norm_layer)
-    return SSD(backbone, anchors, (size, size), num_classes, head=head, **_ssd_options(options))
+    model: nn.Module = SSD(
+        backbone, anchors, (size, size), num_classes, head=head, **_ssd_options(options)
+    )
+    return model
 
 
 class _Expansion:
@@ -329,9 +339,9 @@ def _make_v2_extractor() -> Any:
         channels) and its end (stride 32, 1280 channels), plus four SSDLite extra blocks: six
         feature maps, as in the MobileNetV2 paper's SSDLite."""
 
-        def __init__(self, features: nn.Sequential, norm_layer: Any) -> None:
+        def __init__(self, features: Any, norm_layer: Any) -> None:
             super().__init__()
-            c4 = features[14]
+            c4: Any = features[14]
             self.features = nn.Sequential(
                 nn.Sequential(*features[:14], c4.conv[0]),
                 nn.Sequential(*c4.conv[1:], *features[15:]),
@@ -398,10 +408,9 @@ def _ssdlite_mobilenet_v3(
 def _mobilenet_v2_fpn(pretrained: bool, weights: Any, layers_to_freeze: int | None) -> nn.Module:
     from torch import nn
     from torchvision.models import mobilenet_v2
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.ops import misc as misc_nn_ops
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN
 
     norm_layer = misc_nn_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
     features = mobilenet_v2(weights=weights, norm_layer=norm_layer).features
@@ -412,13 +421,14 @@ def _mobilenet_v2_fpn(pretrained: bool, weights: Any, layers_to_freeze: int | No
     for block in features[:freeze_before]:
         for parameter in block.parameters():
             parameter.requires_grad_(False)
-    return BackboneWithFPN(
+    built: nn.Module = BackboneWithFPN(
         features,
         return_layers={"6": "0", "13": "1", "18": "2"},
         in_channels_list=[32, 96, 1280],
         out_channels=128,
         extra_blocks=LastLevelMaxPool(),
     )
+    return built
 
 
 def _mobilenet_v3_fpn(pretrained: bool, weights: Any, layers_to_freeze: int | None) -> nn.Module:
@@ -466,7 +476,7 @@ def _faster_rcnn(
     anchors = None
     if anchor_sizes is not None:
         anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
-    return FasterRCNN(
+    built: nn.Module = FasterRCNN(
         backbone,
         num_classes,
         min_size=min_size,
@@ -476,6 +486,7 @@ def _faster_rcnn(
         box_nms_thresh=options["nms_threshold"],
         box_detections_per_img=options["detections_per_image"],
     )
+    return built
 
 
 def _retinanet(
@@ -483,7 +494,7 @@ def _retinanet(
 ) -> nn.Module:
     from torchvision.models.detection.retinanet import RetinaNet
 
-    return RetinaNet(
+    built: nn.Module = RetinaNet(
         backbone,
         num_classes,
         min_size=min_size,
@@ -492,17 +503,4 @@ def _retinanet(
         nms_thresh=options["nms_threshold"],
         detections_per_img=options["detections_per_image"],
     )
-
-
-def set_thresholds(
-    model: nn.Module, *, score: float, nms: float, detections_per_image: int
-) -> None:
-    """Change the inference thresholds of a built model in place (any family)."""
-    if hasattr(model, "roi_heads"):  # Faster R-CNN
-        model.roi_heads.score_thresh = score
-        model.roi_heads.nms_thresh = nms
-        model.roi_heads.detections_per_img = detections_per_image
-    else:  # SSD, RetinaNet
-        model.score_thresh = score
-        model.nms_thresh = nms
-        model.detections_per_img = detections_per_image
+    return built

@@ -30,23 +30,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+from mlflow.pyfunc.model import PythonModel
 
 __all__ = [
     "LABELS_FILE",
     "MODEL_FILE",
     "SETTINGS_FILE",
     "DetectionModel",
+    "quiet_mlflow",
     "requirements",
     "save_model",
 ]
@@ -55,6 +60,28 @@ MODEL_FILE = "model.pt"
 SETTINGS_FILE = "settings.json"
 LABELS_FILE = "labels.json"
 _BATCH = 8
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Hide MLflow's progress bars, info logs and advice warnings for the duration (the
+    caller reports what happened); an explicit ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` wins."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    had = key in os.environ
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    if not had:
+        os.environ[key] = "false"
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
+            yield
+    finally:
+        logger.setLevel(level)
+        if not had:
+            os.environ.pop(key, None)
 
 
 def requirements() -> list[str]:
@@ -110,22 +137,23 @@ def save_model(
             inputs=Schema([ColSpec("binary", "image")]),
             outputs=Schema([ColSpec("string", "boxes")]),
         )
-        mlflow.pyfunc.save_model(
-            str(target),
-            python_model=DetectionModel(),
-            artifacts={
-                "model": str(work / MODEL_FILE),
-                "settings": str(work / SETTINGS_FILE),
-                "labels": str(work / LABELS_FILE),
-            },
-            code_paths=[str(code)],
-            pip_requirements=requirements(),
-            signature=signature,
-        )
+        with quiet_mlflow():
+            mlflow.pyfunc.save_model(
+                str(target),
+                python_model=DetectionModel(),
+                artifacts={
+                    "model": str(work / MODEL_FILE),
+                    "settings": str(work / SETTINGS_FILE),
+                    "labels": str(work / LABELS_FILE),
+                },
+                code_paths=[str(code)],
+                pip_requirements=requirements(),
+                signature=signature,
+            )
     return target
 
 
-class DetectionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class DetectionModel(PythonModel):
     """A torchvision detector behind the AutoML object-detection scoring contract."""
 
     def load_context(self, context: Any) -> None:
@@ -154,7 +182,8 @@ class DetectionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(self.device).eval()
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # no annotations: MLflow reads them as a type-hint signature, which this model does not use
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """Boxes for each image of ``model_input["image"]`` (see the module docs)."""
         import pandas as pd
         import torch
@@ -165,11 +194,12 @@ class DetectionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         for i, value in enumerate(list(column)):
             raw = _image_bytes(value, i)
             try:
-                image = Image.open(io.BytesIO(raw))
-                image = ImageOps.exif_transpose(image) or image
-                image = image.convert("RGB")
+                opened = Image.open(io.BytesIO(raw))
+                image = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
             except Exception as exc:
-                raise ValueError(f"image {i}: not a readable image ({type(exc).__name__}: {exc})") from exc
+                raise ValueError(
+                    f"image {i}: not a readable image ({type(exc).__name__}: {exc})"
+                ) from exc
             array = np.asarray(image, dtype=np.uint8).copy()
             tensors.append(torch.from_numpy(array).permute(2, 0, 1))
         answers: list[list[dict[str, Any]]] = []

@@ -18,8 +18,9 @@ bodies in a thread) and queued; one model thread takes every queued request, wai
 :attr:`ServerOptions.batch_wait_ms` for more, up to :attr:`ServerOptions.max_batch` images,
 and calls the model once for all of them (a micro-batch). A batch that fails is retried
 request by request, so one bad image fails only its own request. When the model uses torch,
-calls run under ``torch.inference_mode()`` with ``torch.set_num_threads`` set to the CPUs
-this process may use, one call at a time (concurrent torch calls oversubscribe the cores).
+calls run under ``torch.inference_mode()`` with ``torch.set_num_threads`` set to one less than
+the CPUs this process may use (the event loop keeps one), one call at a time (concurrent torch
+calls oversubscribe the cores).
 
 Run in the foreground with ``detectkit serve MODEL`` (:func:`serve_forever`); the local backend
 starts it as a detached process with ``python -m detectkit.backends.local.serve --detach``
@@ -85,7 +86,10 @@ class ServerOptions(BaseModel):
             fill a batch (it never waits when none is arriving).
         request_timeout_s: Seconds a request may wait for the model before a 408.
         max_pending: Requests queued for the model at most; more get 429.
-        threads: ``torch.set_num_threads`` value (default: the CPUs this process may use).
+        workers: Model calls that may run at once, each on its own thread (default 2, or 1
+            on one CPU): one batch is decoded while another computes.
+        threads: ``torch.set_num_threads`` value (default: the CPUs this process may use less
+            one for the event loop, shared by the workers, at least 1).
         access_log: Log one line per request.
     """
 
@@ -96,6 +100,7 @@ class ServerOptions(BaseModel):
     batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     request_timeout_s: float = Field(default=90.0, gt=0.0)
     max_pending: int = Field(default=256, ge=1)
+    workers: int = Field(default_factory=lambda: min(_cpu_count(), 2), ge=1)
     threads: int | None = Field(default=None, ge=1)
     access_log: bool = False
 
@@ -235,18 +240,20 @@ class ModelRunner:
 
     Args:
         model: A loaded ``mlflow.pyfunc.PyFuncModel`` (anything with ``predict(DataFrame)``).
-        threads: ``torch.set_num_threads`` value when the model uses torch (default: the CPUs
-            this process may use).
+        threads: ``torch.set_num_threads`` value when the model uses torch (default: one less
+            than the CPUs this process may use, at least 1).
     """
 
     def __init__(self, model: Any, *, threads: int | None = None) -> None:
-        import pandas as pd  # type: ignore[import-untyped]
+        import pandas as pd
 
         self._model = model
         self._frame = pd.DataFrame
         self._torch = sys.modules.get("torch")
         if self._torch is not None:
-            self._torch.set_num_threads(threads or _cpu_count())
+            # one core stays with the event loop (HTTP, JSON, base64); a torch pool as large
+            # as the machine spins against it (measured 2-10x slower on 2 busy cores)
+            self._torch.set_num_threads(threads or max(_cpu_count() - 1, 1))
 
     @property
     def uses_torch(self) -> bool:
@@ -296,9 +303,9 @@ class _Job(NamedTuple):
 
 
 class _Batcher:
-    """Gathers queued requests into one model call on one worker thread.
+    """Gathers queued requests into model calls on ``workers`` model threads.
 
-    When the model thread is free it takes every queued request at once; it waits (at most
+    When a model thread is free it takes every queued request at once; it waits (at most
     ``batch_wait_ms``) for more only while requests are still arriving (``arriving``: being
     read or checked), so a lone client never waits for a batch that will not come.
     """
@@ -308,8 +315,10 @@ class _Batcher:
         self._predict = predict
         self._options = options
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._workers = options.workers
+        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -334,7 +343,9 @@ class _Batcher:
         loop = asyncio.get_running_loop()
         wait_s = self._options.batch_wait_ms / 1000.0
         limit = self._options.max_batch
+        free = asyncio.Semaphore(self._workers)
         while True:
+            await free.acquire()
             jobs = [await self._queue.get()]
             size = len(jobs[0].images)
             deadline = loop.time() + wait_s
@@ -352,10 +363,14 @@ class _Batcher:
                 jobs.append(job)
                 size += len(job.images)
             live = [job for job in jobs if not job.future.done()]  # timed-out ones are gone
-            if live:
-                await self._call(loop, live)
+            call = loop.create_task(self._call(loop, live))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+            call.add_done_callback(lambda _: free.release())
 
     async def _call(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
         images = [image for job in jobs for image in job.images]
         try:
             answers = await loop.run_in_executor(self._executor, self._predict, images)
@@ -572,12 +587,14 @@ def serve_forever(
     opts = options or ServerOptions()
     accepted = [k for k in (key, *keys) if k]
     started = time.monotonic()
-    runner = ModelRunner(load_model(model_path), threads=opts.threads)
+    threads = opts.threads or max((_cpu_count() - 1) // opts.workers, 1)
+    runner = ModelRunner(load_model(model_path), threads=threads)
     logger.info(
-        "loaded %s in %.1f s (torch: %s)",
+        "loaded %s in %.1f s (%d model threads; torch: %s)",
         model_path,
         time.monotonic() - started,
-        "inference_mode" if runner.uses_torch else "not used",
+        opts.workers,
+        f"inference_mode, {threads} threads each" if runner.uses_torch else "not used",
     )
     app = create_app(runner, keys=accepted, options=opts, description=str(model_path))
     try:
@@ -674,6 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch)
     parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms)
     parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout_s)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args(argv)
@@ -691,6 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
         request_timeout_s=args.request_timeout,
+        workers=args.workers,
         threads=args.threads,
         access_log=args.access_log,
     )

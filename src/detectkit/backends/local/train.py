@@ -33,7 +33,6 @@ import numpy as np
 
 from detectkit.backends.local.models import (
     DEFAULT_MODEL,
-    LOCAL_MODELS,
     build_model,
     ensure_backbone_weights,
     import_torch,
@@ -73,7 +72,11 @@ BEST_CHILD_TAG = "automl_best_child_run_id"
 MODEL_ARTIFACT = "outputs/mlflow-model"
 LABELS_ARTIFACT = "train_artifacts"
 #: Models AutoMode tries locally (CPU-friendly first).
-AUTOMODE_MODELS = ("ssdlite_mobilenet_v2", "fasterrcnn_mobilenet_v3_large_fpn", "ssdlite320_mobilenet_v3_large")
+AUTOMODE_MODELS = (
+    "ssdlite_mobilenet_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "ssdlite320_mobilenet_v3_large",
+)
 
 Augmentation = Literal["none", "flip", "ssd"]
 
@@ -202,7 +205,9 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
         warmup_epochs=2
         if params.warmup_cosine_lr_warmup_epochs is None
         else params.warmup_cosine_lr_warmup_epochs,
-        cosine_cycles=0.45 if params.warmup_cosine_lr_cycles is None else params.warmup_cosine_lr_cycles,
+        cosine_cycles=0.45
+        if params.warmup_cosine_lr_cycles is None
+        else params.warmup_cosine_lr_cycles,
         step_gamma=0.5 if params.step_lr_gamma is None else params.step_lr_gamma,
         step_size=params.step_lr_step_size or 5,
         early_stopping=True if params.early_stopping is None else params.early_stopping,
@@ -214,7 +219,9 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
         seed=0 if params.random_seed is None else params.random_seed,
         min_size=min_size,
         max_size=max(params.max_size or spec.max_size, min_size),
-        box_score_threshold=0.3 if params.box_score_threshold is None else params.box_score_threshold,
+        box_score_threshold=0.3
+        if params.box_score_threshold is None
+        else params.box_score_threshold,
         nms_iou_threshold=0.5 if params.nms_iou_threshold is None else params.nms_iou_threshold,
         detections_per_image=params.box_detections_per_image or 100,
         validation_iou_threshold=params.validation_iou_threshold or 0.5,
@@ -252,7 +259,7 @@ def plan_trials(request: TrainingRequest, rng: np.random.Generator) -> Iterator[
         spaces = (
             SearchSpace(
                 model_name=Choice(list(AUTOMODE_MODELS)),
-                learning_rate=LogUniform(math.log(0.002), math.log(0.05)),
+                learning_rate=LogUniform(min_value=math.log(0.002), max_value=math.log(0.05)),
             ),
         )
         algorithm = "random"
@@ -326,7 +333,10 @@ def _load_samples(dataset: LabeledDataset, config: TrialConfig, *, train: bool) 
             size = (side, side)
         else:
             ratio = min(config.min_size / min(width, height), config.max_size / max(width, height))
-            size = (max(1, round(width * ratio * scale_up)), max(1, round(height * ratio * scale_up)))
+            size = (
+                max(1, round(width * ratio * scale_up)),
+                max(1, round(height * ratio * scale_up)),
+            )
         if size != (width, height):
             image = image.resize(size, Image.Resampling.BILINEAR)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -358,7 +368,9 @@ def _augmenter(config: TrialConfig) -> Callable[[Any, Any, Any], tuple[Any, Any,
     else:
         steps = [
             T.RandomPhotometricDistort(p=0.5),
-            T.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.3),
+            T.RandomZoomOut(
+                fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.3
+            ),
             T.RandomIoUCrop(),
             T.RandomHorizontalFlip(),
             T.SanitizeBoundingBoxes(),
@@ -375,7 +387,11 @@ def _augmenter(config: TrialConfig) -> Callable[[Any, Any, Any], tuple[Any, Any,
             "labels": labels,
         }
         out = pipeline(sample)
-        return out["image"].as_subclass(type(image)), out["boxes"].as_subclass(type(boxes)), out["labels"]
+        return (
+            out["image"].as_subclass(type(image)),
+            out["boxes"].as_subclass(type(boxes)),
+            out["labels"],
+        )
 
     return apply
 
@@ -419,7 +435,9 @@ def _load_checkpoint(model: Any, path: str, model_name: str) -> None:
         ) from exc
 
 
-def detect(model: Any, samples: _Samples, classes: Sequence[str], batch_size: int = 8) -> list[Detections]:
+def detect(
+    model: Any, samples: _Samples, classes: Sequence[str], batch_size: int = 8
+) -> list[Detections]:
     """Predict every sample; boxes normalized by the sample's size (that is, the image's)."""
     torch = import_torch()
     from detectkit.prediction import Detections
@@ -436,7 +454,10 @@ def detect(model: Any, samples: _Samples, classes: Sequence[str], batch_size: in
                 xyxy = np.clip(result["boxes"].double().numpy() / scale, 0.0, 1.0)
                 out.append(
                     Detections(
-                        xyxy, result["scores"].double().numpy(), result["labels"].numpy() - 1, classes
+                        xyxy,
+                        result["scores"].double().numpy(),
+                        result["labels"].numpy() - 1,
+                        classes,
                     )
                 )
     return out
@@ -576,7 +597,9 @@ def fit(
     model = _new_model(config, len(classes)).to(device)
     optimizer = _optimizer(model, config)
     augment = _augmenter(config)
-    steps_per_epoch = max(1, math.ceil(len(train) / (config.batch_size * config.gradient_accumulation)))
+    steps_per_epoch = max(
+        1, math.ceil(len(train) / (config.batch_size * config.gradient_accumulation))
+    )
     total_epochs = config.epochs
     history: list[EpochRecord] = []
     best: dict[str, float] = {}
@@ -642,7 +665,9 @@ def fit(
             score = record.metrics["mean_average_precision"]
             if best_state is None or score > best["mean_average_precision"]:
                 best, best_epoch, since_best = record.metrics, epoch, 0
-                best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+                best_state = {
+                    k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
+                }
             else:
                 since_best += 1
         record.seconds = time.monotonic() - tick
@@ -679,7 +704,9 @@ def fit(
 
 
 def _print_epoch(name: str, record: EpochRecord, total: int) -> None:
-    text = f"  {name} epoch {record.epoch}/{total}  loss {record.losses.get('loss', float('nan')):.3f}"
+    text = (
+        f"  {name} epoch {record.epoch}/{total}  loss {record.losses.get('loss', float('nan')):.3f}"
+    )
     if record.metrics is not None:
         text += f"  mAP {record.metrics['mean_average_precision']:.3f}"
     sys.stderr.write(text + f"  {record.seconds:.0f}s\n")
@@ -869,7 +896,9 @@ def run_training(
         if not terminated:
             state.finished += 1
             score = result.metrics.get("mean_average_precision", -1.0)
-            if state.best_run is None or score > state.best_metrics.get("mean_average_precision", -1.0):
+            if state.best_run is None or score > state.best_metrics.get(
+                "mean_average_precision", -1.0
+            ):
                 state.best_run, state.best_metrics = trial_id, result.metrics
                 client.set_tag(parent_run_id, BEST_CHILD_TAG, trial_id)
                 _log_metrics(client, parent_run_id, result.metrics, None)
@@ -896,7 +925,9 @@ def _trial_deadline(
     request: TrainingRequest, now: float, deadline: float | None, left: int
 ) -> float | None:
     limits = request.limits
-    own = None if limits.trial_timeout_minutes is None else now + 60.0 * limits.trial_timeout_minutes
+    own = (
+        None if limits.trial_timeout_minutes is None else now + 60.0 * limits.trial_timeout_minutes
+    )
     if deadline is None:
         return own
     if own is not None:
@@ -909,7 +940,9 @@ def _checkpoint_path(client: Any, params: TrainingParameters) -> str | None:
     if not params.checkpoint_run_id:
         return None
     try:
-        path = client.download_artifacts(params.checkpoint_run_id, MODEL_ARTIFACT, tempfile.mkdtemp())
+        path = client.download_artifacts(
+            params.checkpoint_run_id, MODEL_ARTIFACT, tempfile.mkdtemp()
+        )
     except Exception as exc:
         raise NotFoundError(
             f"checkpoint_run_id {params.checkpoint_run_id!r}: no {MODEL_ARTIFACT} in that run "
@@ -955,7 +988,9 @@ def _epoch_logger(
     state: _SweepState,
 ) -> Callable[[EpochRecord], None]:
     def on_epoch(record: EpochRecord) -> None:
-        values = {f"train_{k}" if k != "loss" else "train_loss": v for k, v in record.losses.items()}
+        values = {
+            f"train_{k}" if k != "loss" else "train_loss": v for k, v in record.losses.items()
+        }
         values["learning_rate"] = record.learning_rate
         values["epoch_seconds"] = record.seconds
         if record.metrics is not None:
@@ -992,5 +1027,3 @@ def _finish_trial(
         client.log_artifact(run_id, str(labels), LABELS_ARTIFACT)
     if result.metrics:
         _log_metrics(client, run_id, result.metrics, result.epochs_run + 1)
-
-
