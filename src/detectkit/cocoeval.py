@@ -34,6 +34,8 @@ from detectkit.evaluation_report import (
     _monotone,
 )
 
+__all__: list[str] = []  # internal: evaluation.py is the public entry
+
 Array = npt.NDArray[Any]
 _T50, _T75 = 0, 5  # indices of IoU 0.50 and 0.75
 _EPS = float(np.spacing(1))

@@ -131,10 +131,14 @@ def run_demo(
     project, asset = _step_asset(folder, dataset, say)
     run = _step_train(project, asset, recipe, say)
     model = project.models.register(run, "demo-cards-detector", description="detectkit demo")
-    say(f"\n[5/8] registered model {model.reference} ({model.uri}) in {folder / 'project' / 'mlflow.db'}")
+    say(
+        f"\n[5/8] registered model {model.reference} ({model.uri}) in {folder / 'project' / 'mlflow.db'}"
+    )
     endpoint = project.deploy(model, "demo-cards")
     try:
-        say(f"\n[6/8] endpoint {endpoint.name!r} serving at {endpoint.scoring_uri} ({endpoint.state})")
+        say(
+            f"\n[6/8] endpoint {endpoint.name!r} serving at {endpoint.scoring_uri} ({endpoint.state})"
+        )
         report, predictions = _step_predict(endpoint, holdout, say)
         annotated, distribution = _step_pictures(folder, dataset, holdout, predictions, say)
     finally:
@@ -143,7 +147,9 @@ def run_demo(
     stats = report.stats
     assert stats is not None
     seconds = time.monotonic() - started
-    say(f"\ndone in {seconds:.0f} s: mAP@0.5 {stats.map50 or 0.0:.3f} on {len(holdout)} held-out images")
+    say(
+        f"\ndone in {seconds:.0f} s: mAP@0.5 {stats.map50 or 0.0:.3f} on {len(holdout)} held-out images"
+    )
     return DemoResult(
         root=folder,
         project_root=folder / "project",
@@ -163,7 +169,9 @@ def run_demo(
 def _threads() -> int:
     """CPU threads for torch: the cores not busy with other work (at least one). On a shared
     machine two threads fighting for one free core are many times slower than one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     try:
         busy = os.getloadavg()[0]
     except OSError:
@@ -180,9 +188,7 @@ def _step_data(folder: Path, recipe: _Recipe, say: Callable[[str], None]) -> tup
         data / "generated", recipe.train_images, size=recipe.image_size, seed=7
     )
     coco = generated.to_coco(data / "generated" / "annotations.json")
-    holdout = make_dataset(
-        data / "holdout", recipe.holdout_images, size=recipe.image_size, seed=8
-    )
+    holdout = make_dataset(data / "holdout", recipe.holdout_images, size=recipe.image_size, seed=8)
     say(
         f"\n[1/8] generated {len(generated)} training images and {len(holdout)} held-out "
         f"images ({recipe.image_size[0]}x{recipe.image_size[1]}) under {data}"
@@ -197,7 +203,7 @@ def _step_data(folder: Path, recipe: _Recipe, say: Callable[[str], None]) -> tup
 def _report_line(report: Any) -> str:
     if report.ok and not len(report):
         return "no problems"
-    return report.to_text(limit=5)
+    return str(report.to_text(limit=5))
 
 
 def _step_asset(folder: Path, dataset: Any, say: Callable[[str], None]) -> tuple[Any, Any]:
@@ -205,7 +211,9 @@ def _step_asset(folder: Path, dataset: Any, say: Callable[[str], None]) -> tuple
 
     project = Project.local(folder / "project")
     asset = project.datasets.create("demo-cards", dataset, description="detectkit demo cards")
-    say(f"\n[3/8] data asset {asset.name}:{asset.version} at {asset.uri} (JSONL + MLTable + images)")
+    say(
+        f"\n[3/8] data asset {asset.name}:{asset.version} at {asset.uri} (JSONL + MLTable + images)"
+    )
     return project, asset
 
 

@@ -703,6 +703,18 @@ def _as_classes(classes: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def _class_tuple(classes: Sequence[str]) -> tuple[str, ...]:
+    """A model's class list (``labels.json``) as the scoring parsers check it."""
+    if isinstance(classes, str):
+        raise InvalidInputError(
+            f"classes: expected a list of class names, got the string {classes!r}"
+        )
+    names = tuple(classes)
+    if len(set(names)) != len(names) or not all(isinstance(c, str) for c in names):
+        raise InvalidInputError(f"classes: expected unique class names, got {list(names)}")
+    return names
+
+
 def _as_class_ids(class_ids: npt.ArrayLike, n: int) -> IntArray:
     raw = np.asarray(class_ids)
     if raw.size == 0:

@@ -124,38 +124,6 @@ def text_colour(fill: RGB) -> RGB:
 
 
 # ============================================================================ label layout
-class _Grid:
-    """A uniform grid of placed rectangles, so an overlap test looks at a few cells only."""
-
-    __slots__ = ("cells", "ch", "cw")
-
-    def __init__(self, cell_w: float, cell_h: float) -> None:
-        self.cw = max(cell_w, 1.0)
-        self.ch = max(cell_h, 1.0)
-        self.cells: dict[tuple[int, int], list[Rect]] = {}
-
-    def free(self, x1: float, y1: float, x2: float, y2: float) -> bool:
-        cw, ch, cells = self.cw, self.ch, self.cells
-        rows = range(int(y1 // ch), int(y2 // ch) + 1)
-        for i in range(int(x1 // cw), int(x2 // cw) + 1):
-            for j in rows:
-                for o in cells.get((i, j), ()):
-                    if x1 < o[2] and o[0] < x2 and y1 < o[3] and o[1] < y2:
-                        return False
-        return True
-
-    def add(self, r: Rect) -> None:
-        cw, ch, cells = self.cw, self.ch, self.cells
-        rows = range(int(r[1] // ch), int(r[3] // ch) + 1)
-        for i in range(int(r[0] // cw), int(r[2] // cw) + 1):
-            for j in rows:
-                placed = cells.get((i, j))
-                if placed is None:
-                    cells[i, j] = [r]
-                else:
-                    placed.append(r)
-
-
 def _median(values: list[float]) -> float:
     """The median of a non-empty list, as ``np.median`` gives it (a mean of the middle two)."""
     ordered = sorted(values)
@@ -248,13 +216,12 @@ def layout_labels(
     if b.shape[0] == 0:
         return []
     sizes_px = s.tolist()
-    # cells of about a label (a few labels each when there are few: fewer cells to visit)
+    # a uniform grid of the placed labels, so that an overlap test looks at a few cells only:
+    # cells of about a label, of a few labels when there are few (fewer cells to visit)
     coarse = 2.0 if len(sizes_px) <= 64 else 1.0
-    grid = _Grid(
-        coarse * _median([w for w, _ in sizes_px]),
-        2.0 * coarse * _median([h for _, h in sizes_px]),
-    )
-    free = grid.free
+    cw = max(coarse * _median([w for w, _ in sizes_px]), 1.0)
+    ch = max(2.0 * coarse * _median([h for _, h in sizes_px]), 1.0)
+    cells: dict[tuple[int, int], list[Rect]] = {}
     placed: list[Rect | None] = []
     misses = 0  # labels left out in a row: the image is full, search less
     for (x1, y1, x2, y2), (w, h) in zip(b.tolist(), sizes_px, strict=True):
@@ -265,14 +232,27 @@ def layout_labels(
         for x, y in _candidates((x1, y1, x2, y2), w, h, width, height, tries):
             x = min(max(x, 0.0), right)
             y = min(max(y, 0.0), bottom)
-            if free(x, y, x + w, y + h):
-                spot = (x, y, x + w, y + h)
+            ex, ey = x + w, y + h
+            columns = range(int(x // cw), int(ex // cw) + 1)
+            rows = range(int(y // ch), int(ey // ch) + 1)
+            taken = False
+            for i in columns:  # (inlined: this loop is most of the time of a drawing)
+                for j in rows:
+                    for o in cells.get((i, j), ()):
+                        if x < o[2] and o[0] < ex and y < o[3] and o[1] < ey:
+                            taken = True
+                            break
+                    if taken:
+                        break
+                if taken:
+                    break
+            if not taken:
+                spot = (x, y, ex, ey)
+                for i in columns:
+                    for j in rows:
+                        cells.setdefault((i, j), []).append(spot)
                 break
-        if spot is None:
-            misses += 1
-        else:
-            grid.add(spot)
-            misses = 0
+        misses = misses + 1 if spot is None else 0
         placed.append(spot)
     return placed
 
@@ -348,10 +328,7 @@ def _open(image: ImageInput) -> PILImage.Image:
         if arr.ndim == 2:
             return Image.fromarray(arr).convert("RGB")
         if arr.ndim == 3 and arr.shape[2] in (3, 4):
-            # an image left uninitialized, then filled: Image.fromarray would first zero it
-            out = Image.new("RGB", (arr.shape[1], arr.shape[0]), None)
-            out.frombytes(np.ascontiguousarray(arr[:, :, :3]))
-            return out
+            return Image.fromarray(np.ascontiguousarray(arr[:, :, :3]))
         raise InvalidInputError(
             f"image: expected an array of shape (height, width), (height, width, 3) or "
             f"(height, width, 4), got shape {arr.shape}"
@@ -439,8 +416,9 @@ def _render(
         pen.line(line, fill=colours[at[k]], width=max(1, line_width // 2))
     for (x1, y1, x2, y2), i in zip(np.rint(spots).astype(np.int64).tolist(), at, strict=True):
         tile = _LABELS.get(texts[i] or "", font_size, colours[i])
-        if (x2 - x1, y2 - y1) != tile.size:  # a pixel wider after rounding: fill, then paste
+        if (x2 - x1, y2 - y1) != tile.size:  # rounding made the spot a pixel wider or narrower
             pen.rectangle((x1, y1, x2 - 1, y2 - 1), fill=colours[i])
+            tile = tile.crop((0, 0, min(tile.width, x2 - x1), min(tile.height, y2 - y1)))
         canvas.paste(tile, (x1, y1))
 
 

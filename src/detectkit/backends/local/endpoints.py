@@ -290,10 +290,9 @@ class LocalEndpoints:
     ) -> tuple[int, bytes]:
         """One POST over this thread's kept-alive connection (reconnecting once when the
         server closed it)."""
-        connections: dict[tuple[str, int], http.client.HTTPConnection] = (
-            getattr(self._local, "connections", None) or {}
-        )
-        self._local.connections = connections
+        connections: _Connections | None = getattr(self._local, "connections", None)
+        if connections is None:
+            connections = self._local.connections = _Connections()
         address = (record.host, record.port)
         for attempt in (0, 1):
             conn = connections.get(address)
@@ -524,6 +523,14 @@ class LocalEndpoints:
             f"with:\n{_tail(self._folder(record.name) / 'server.log', 10)}",
             hint=f"deploy it again: project.deploy({record.model!r}, endpoint={record.name!r})",
         )
+
+
+class _Connections(dict[tuple[str, int], http.client.HTTPConnection]):
+    """One thread's kept-alive connections, closed when the thread (or the owner) goes."""
+
+    def __del__(self) -> None:
+        for conn in self.values():
+            conn.close()
 
 
 # ============================================================================ processes

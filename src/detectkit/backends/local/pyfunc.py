@@ -44,6 +44,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 from mlflow.pyfunc.model import PythonModel
 
 __all__ = [
@@ -182,10 +183,10 @@ class DetectionModel(PythonModel):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(self.device).eval()
 
-    # no annotations: MLflow reads them as a type-hint signature, which this model does not use
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Boxes for each image of ``model_input["image"]`` (see the module docs)."""
-        import pandas as pd
         import torch
         from PIL import Image, ImageOps
 

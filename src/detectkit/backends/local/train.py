@@ -691,14 +691,22 @@ def fit(
             stopped = "early_stopping"
             break
         if deadline is not None and not config.epochs_fixed:
-            per_epoch = (time.monotonic() - started) / epoch
-            fitting = epoch + int((deadline - time.monotonic()) // max(per_epoch, 1e-6))
-            total_epochs = max(epoch + (1 if fitting > epoch else 0), fitting)
-            if fitting <= epoch:
-                total_epochs = epoch
+            per_epoch = max((time.monotonic() - started) / epoch, 1e-6)
+            total_epochs = epoch + max(0, int((deadline - time.monotonic()) // per_epoch))
+    timed_out = deadline is not None and time.monotonic() >= deadline
+    if stopped == "completed" and timed_out and epoch < config.epochs:
+        stopped = "timeout"
+    final = history[-1] if history else None
+    if final is not None and final.metrics is None and stopped != "early_termination":
+        final.metrics = _validate(model, val, validation_data, config)
+        if (
+            best_state is None
+            or final.metrics["mean_average_precision"] > best["mean_average_precision"]
+        ):
+            best, best_epoch = final.metrics, final.epoch
+            best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     if best_state is None:  # stopped before any evaluation: score what there is
-        metrics = _validate(model, val, validation_data, config) if len(val) else {}
-        best, best_epoch = metrics, epoch
+        best, best_epoch = _validate(model, val, validation_data, config), epoch
         best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     return TrialResult(best_state, best, best_epoch, epoch, stopped, history)
 

@@ -1,0 +1,419 @@
+"""Local endpoints: real scoring-server processes on 127.0.0.1 serving a tiny MLflow pyfunc.
+
+The model (saved with ``mlflow.pyfunc.save_model`` from code) answers one box per image whose
+label is the image's ``<width>x<height>``, so every answer can be matched to its request, and
+raises on images 13 pixels wide, to see a model error. One server serves the module; the
+lifecycle tests start their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from detectkit.backends.local.endpoints import LocalEndpoints
+from detectkit.backends.local.serve import (
+    NO_INPUT_DATA,
+    ScoringRequestError,
+    ServerOptions,
+    normalize_output,
+    parse_scoring_request,
+)
+from detectkit.errors import EndpointError, InvalidInputError, NotFoundError
+from detectkit.resources import Endpoint, ModelInfo
+from detectkit.settings import DeploymentSettings
+
+pytestmark = pytest.mark.local
+
+ECHO_MODEL = """
+import base64, io
+import mlflow
+from PIL import Image
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        out = []
+        for value in model_input["image"]:
+            raw = value if isinstance(value, bytes) else base64.b64decode(value)
+            with Image.open(io.BytesIO(raw)) as image:
+                width, height = image.size
+            if width == 13:
+                raise ValueError(f"boom: cannot score a {width}-pixel-wide image")
+            box = {"topX": 0.1, "topY": 0.2, "bottomX": 0.5, "bottomY": 0.6}
+            out.append({"boxes": [{"box": box, "label": f"{width}x{height}", "score": 0.9}]})
+        return out
+
+
+mlflow.models.set_model(Echo())
+"""
+MAX_BODY = 1 << 20
+
+
+def png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def body(*images: str) -> bytes:
+    return json.dumps({"input_data": {"columns": ["image"], "data": list(images)}}).encode()
+
+
+def post(
+    port: int, payload: bytes, headers: dict[str, str], path: str = "/score"
+) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=payload, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def info(version: str, path: Path) -> ModelInfo:
+    return ModelInfo(name="echo", version=version, uri=str(path))
+
+
+def stop_all(endpoints: LocalEndpoints) -> None:
+    """Stop every server under the root, even if deleting fails."""
+    for entry in endpoints.list_endpoints():
+        try:
+            endpoints.delete_endpoint(entry.name)
+        except Exception:
+            record = json.loads((endpoints.folder / entry.name / "endpoint.json").read_text())
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(record["pid"], signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    code = folder / "echo_model.py"
+    code.write_text(ECHO_MODEL, encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow suggests type hints on predict
+        import mlflow.pyfunc
+
+        mlflow.pyfunc.save_model(
+            str(folder / "echo"), python_model=str(code), pip_requirements=["mlflow"]
+        )
+    return folder / "echo"
+
+
+@pytest.fixture(scope="module")
+def served(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LocalEndpoints, Endpoint]]:
+    root = tmp_path_factory.mktemp("project")
+    endpoints = LocalEndpoints(root, lambda m: Path(m.uri), max_body_bytes=MAX_BODY)
+    try:
+        created = endpoints.deploy(info("1", model_dir), "cards", "blue", DeploymentSettings())
+        yield endpoints, Endpoint(endpoints, created)  # type: ignore[arg-type]
+    finally:
+        stop_all(endpoints)
+
+
+@pytest.fixture
+def port_key(served: tuple[LocalEndpoints, Endpoint]) -> tuple[int, str]:
+    endpoints, endpoint = served
+    assert endpoint.scoring_uri is not None
+    port = int(endpoint.scoring_uri.rsplit(":", 1)[1].split("/")[0])
+    return port, endpoints.endpoint_keys("cards").primary.get_secret_value()
+
+
+# ------------------------------------------------------------------ the contract, no server
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (body(b64(png(3, 2))), 1),
+        (json.dumps({"input_data": {"data": [[b64(png(3, 2))]]}}).encode(), 1),  # split rows
+        (body(base64.encodebytes(png(40, 30)).decode(), b64(png(2, 2))), 2),  # line breaks
+    ],
+)
+def test_parse_accepts_contract_shapes(payload: bytes, expected: int) -> None:
+    assert len(parse_scoring_request(payload)) == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"{}", NO_INPUT_DATA),
+        (b'{"dataframe_split": {}}', "got keys ['dataframe_split']"),
+        (b'{"input_data": []}', "input_data: expected an object, got list"),
+        (b'{"input_data": {"data": "abc"}}', "input_data.data: expected a list"),
+        (b'{"input_data": {"data": []}}', "expected at least one image"),
+        (b'{"input_data": {"columns": ["img"], "data": ["x"]}}', "input_data.columns"),
+        (b'{"input_data": {"data": [7]}}', "input_data.data[0]: expected a base64 string"),
+        (body(b64(png(2, 2)), "@@not base64@@"), "input_data.data[1]: not valid base64"),
+        (body(b64(b"hello, not an image")), "input_data.data[0]: not an image"),
+    ],
+)
+def test_parse_names_the_problem(payload: bytes, message: str) -> None:
+    with pytest.raises(ScoringRequestError) as caught:
+        parse_scoring_request(payload)
+    assert caught.value.status == 400
+    assert message in caught.value.message
+
+
+def test_normalize_output_reads_dataframes_and_json_strings() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"boxes": ['[{"label": "a"}]', "[]"]})
+    assert normalize_output(frame, 2) == [{"boxes": [{"label": "a"}]}, {"boxes": []}]
+    with pytest.raises(ValueError, match="2 answers for 3 images"):
+        normalize_output([{}, {}], 3)
+    with pytest.raises(ValueError, match="returned str"):
+        normalize_output("nope", 1)
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        ServerOptions(max_batch=0)
+
+
+def test_modules_import_light() -> None:
+    code = (
+        "import sys, detectkit.backends.local.endpoints, detectkit.backends.local.serve\n"
+        "heavy = {'fastapi', 'uvicorn', 'mlflow', 'pandas', 'torch'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_missing_model_folder_is_refused_before_starting(tmp_path: Path) -> None:
+    endpoints = LocalEndpoints(tmp_path, lambda m: Path(m.uri))
+    with pytest.raises(NotFoundError, match="no MLflow model folder"):
+        endpoints.deploy(info("1", tmp_path / "nope"), "cards", "blue", DeploymentSettings())
+    assert endpoints.list_endpoints() == []
+    with pytest.raises(NotFoundError, match="no local endpoint named 'cards'"):
+        endpoints.get_endpoint("cards")
+
+
+# ------------------------------------------------------------------ a served model
+def test_predict_round_trip(served: tuple[LocalEndpoints, Endpoint]) -> None:
+    _, endpoint = served
+    assert endpoint.state == "Succeeded"
+    assert endpoint.traffic == {"blue": 100}
+    assert endpoint.scoring_uri is not None
+    assert endpoint.scoring_uri.startswith("http://127.0.0.1:")
+    predictions = endpoint.predict([png(40, 30), png(64, 48)])
+    assert [p.labels.tolist() for p in predictions] == [["40x30"], ["64x48"]]
+    assert [p.size for p in predictions] == [(40, 30), (64, 48)]
+    assert predictions[1].to_pixels()[0].tolist() == pytest.approx([6.4, 9.6, 32.0, 28.8])
+
+
+def test_key_file_is_private(served: tuple[LocalEndpoints, Endpoint]) -> None:
+    endpoints, _ = served
+    folder = endpoints.folder / "cards"
+    assert (folder / "keys.json").stat().st_mode & 0o777 == 0o600
+    assert folder.stat().st_mode & 0o777 == 0o700
+    keys = endpoints.endpoint_keys("cards")
+    assert keys.secondary is not None
+    assert len(keys.primary.get_secret_value()) >= 40
+    assert keys.primary.get_secret_value() not in repr(keys)
+
+
+def test_concurrent_load_has_no_errors(served: tuple[LocalEndpoints, Endpoint]) -> None:
+    endpoints, _ = served
+    failures: list[str] = []
+
+    def client(n: int) -> None:
+        for i in range(100):
+            width, height = 20 + n, 10 + i % 7
+            try:
+                answer = json.loads(endpoints.invoke("cards", body(b64(png(width, height)))))
+                label = answer[0]["boxes"][0]["label"]
+                if label != f"{width}x{height}":
+                    failures.append(f"client {n} request {i}: got {label}")
+            except Exception as exc:
+                failures.append(f"client {n} request {i}: {exc!r}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+BAD_REQUESTS = [
+    # (name, body, extra headers, status, message fragment)
+    ("not json", b"{oops", {}, 400, "not valid JSON"),
+    ("no input_data", b'{"data": []}', {}, 400, NO_INPUT_DATA),
+    ("data not a list", b'{"input_data": {"data": {}}}', {}, 400, "expected a list"),
+    ("empty data", b'{"input_data": {"data": []}}', {}, 400, "at least one image"),
+    ("bad base64", body("%%%"), {}, 400, "input_data.data[0]: not valid base64"),
+    ("not an image", body(b64(png(4, 4)), b64(b"GIF? no")), {}, 400, "data[1]: not an image"),
+    ("too large", body("A" * MAX_BODY), {}, 413, f"limit of {MAX_BODY} bytes"),
+    ("content type", body(b64(png(4, 4))), {"Content-Type": "text/plain"}, 415, "text/plain"),
+    ("model error", body(b64(png(13, 5))), {}, 500, "ValueError: boom"),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "headers", "status", "message"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_requests_get_json_errors_and_the_server_keeps_serving(
+    port_key: tuple[int, str], payload: bytes, headers: dict[str, str], status: int, message: str
+) -> None:
+    port, key = port_key
+    sent = {"Content-Type": "application/json", "Authorization": f"Bearer {key}", **headers}
+    got, answer = post(port, payload, sent)
+    assert got == status
+    assert message in answer["error"]["message"]
+    assert "Traceback" not in answer["error"]["message"]
+    ok, answer = post(port, body(b64(png(5, 6))), sent | {"Content-Type": "application/json"})
+    assert (ok, answer[0]["boxes"][0]["label"]) == (200, "5x6")
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-key", "Basic abc"])
+def test_score_needs_the_key(port_key: tuple[int, str], auth: str | None) -> None:
+    port, _ = port_key
+    headers = {"Content-Type": "application/json"} | ({"Authorization": auth} if auth else {})
+    status, answer = post(port, body(b64(png(5, 6))), headers)
+    assert status == 401
+    assert answer["error"]["code"] == "Unauthorized"
+
+
+def test_health_needs_no_key(port_key: tuple[int, str]) -> None:
+    port, _ = port_key
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/health")
+    response = conn.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read())["status"] == "Healthy"
+    conn.close()
+
+
+def test_invoke_errors_carry_status_and_hint(served: tuple[LocalEndpoints, Endpoint]) -> None:
+    endpoints, endpoint = served
+    with pytest.raises(EndpointError) as caught:
+        endpoint.predict(png(13, 5))
+    assert caught.value.status_code == 500
+    assert "boom" in str(caught.value)
+    assert "endpoint.logs()" in str(caught.value)
+    assert "ValueError: boom" in endpoint.logs(lines=200)  # the traceback is in the log
+    with pytest.raises(NotFoundError, match="no deployment 'green'"):
+        endpoint.predict(png(5, 5), deployment="green")
+    with pytest.raises(NotFoundError, match="no deployment 'green'"):
+        endpoint.set_traffic({"green": 100})
+    assert endpoint.set_traffic({"blue": 100}).traffic == {"blue": 100}
+    with pytest.raises(InvalidInputError):
+        endpoints.get_endpoint("../escape")
+
+
+# ------------------------------------------------------------------ lifecycle
+def test_lifecycle_outlives_the_handle_redeploys_and_deletes(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    first = LocalEndpoints(tmp_path, lambda m: Path(m.uri))
+    try:
+        created = first.deploy(info("1", model_dir), "shelf", "blue", DeploymentSettings())
+        key = first.endpoint_keys("shelf").primary.get_secret_value()
+        old_pid = json.loads((tmp_path / "endpoints/shelf/endpoint.json").read_text())["pid"]
+
+        # another Python process finds it by name and scores through it
+        again = LocalEndpoints(tmp_path, lambda m: Path(m.uri))
+        found = Endpoint(again, again.get_endpoint("shelf"))  # type: ignore[arg-type]
+        assert (found.state, found.scoring_uri, found.info.model) == (
+            "Succeeded",
+            created.scoring_uri,
+            "echo:1",
+        )
+        assert [e.name for e in again.list_endpoints()] == ["shelf"]
+        assert found.predict(png(7, 8))[0].labels.tolist() == ["7x8"]
+        assert "serving" in found.logs()
+
+        # redeploying replaces the server; the keys stay
+        replaced = again.deploy(info("2", model_dir), "shelf", "green", DeploymentSettings())
+        record = json.loads((tmp_path / "endpoints/shelf/endpoint.json").read_text())
+        assert (replaced.model, replaced.traffic) == ("echo:2", {"green": 100})
+        assert record["pid"] != old_pid
+        assert not Path(f"/proc/{old_pid}").exists() or _zombie_or_gone(old_pid)
+        assert again.endpoint_keys("shelf").primary.get_secret_value() == key
+        # the first handle follows the move to the new port
+        assert json.loads(first.invoke("shelf", body(b64(png(9, 9)))))[0]["boxes"]
+
+        # a server that died is reported Stopped, with its log
+        os.killpg(record["pid"], signal.SIGKILL)
+        _wait_gone(record["pid"])
+        stopped = again.get_endpoint("shelf")
+        assert stopped.state == "Stopped"
+        assert stopped.error is not None
+        assert "deploy again" in stopped.error
+        with pytest.raises(EndpointError, match="not running"):
+            found.predict(png(7, 8))
+
+        found.delete()
+        assert not (tmp_path / "endpoints/shelf").exists()
+        with pytest.raises(NotFoundError):
+            again.get_endpoint("shelf")
+    finally:
+        stop_all(first)
+
+
+def test_delete_stops_the_process(model_dir: Path, tmp_path: Path) -> None:
+    endpoints = LocalEndpoints(tmp_path, lambda m: Path(m.uri))
+    try:
+        endpoints.deploy(info("1", model_dir), "gone", "blue", DeploymentSettings())
+        pid = json.loads((tmp_path / "endpoints/gone/endpoint.json").read_text())["pid"]
+        assert Path(f"/proc/{pid}").exists()
+        endpoints.delete_endpoint("gone")
+        assert _zombie_or_gone(pid)
+        assert endpoints.list_endpoints() == []
+    finally:
+        stop_all(endpoints)
+
+
+def test_a_server_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "MLmodel").write_text("flavors: {}\n", encoding="utf-8")  # no python_function
+    endpoints = LocalEndpoints(tmp_path, lambda m: Path(m.uri))
+    try:
+        with pytest.raises(EndpointError, match="exited while starting") as caught:
+            endpoints.deploy(info("1", broken), "broken", "blue", DeploymentSettings())
+        assert "python_function" in str(caught.value)  # MLflow's own error, from the log
+        assert endpoints.list_endpoints() == []
+    finally:
+        stop_all(endpoints)
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
+def _wait_gone(pid: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while not _zombie_or_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
