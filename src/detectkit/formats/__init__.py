@@ -171,9 +171,12 @@ def write_dataset(
     raise InvalidInputError(f"format: expected one of {list(FORMATS)}, got {format!r}")
 
 
-def copy_images_into(dataset: LabeledDataset, folder: str | os.PathLike[str]) -> LabeledDataset:
+def copy_images_into(
+    dataset: LabeledDataset, folder: str | os.PathLike[str], *, progress: bool = True
+) -> LabeledDataset:
     """A copy of ``dataset`` whose local images live inside ``folder``.
 
+    A progress bar is drawn on a terminal (``progress=False`` to never draw it).
     Images already inside ``folder`` stay where they are; others are hard-linked (copied when
     linking is not possible) to ``folder/images/<path relative to the data set root>`` (or
     ``folder/images/<file name>`` when not under the root; clashing names get a numeric
@@ -182,12 +185,13 @@ def copy_images_into(dataset: LabeledDataset, folder: str | os.PathLike[str]) ->
     import shutil
 
     from detectkit.images import is_remote
+    from detectkit.progress import track
 
     target = Path(folder).resolve()
     root = dataset.root.resolve() if dataset.root is not None else None
     used: set[Path] = set()
     records = []
-    for record in dataset:
+    for record in track(dataset, description="copying images", enabled=None if progress else False):
         if is_remote(record.image):
             records.append(record)
             continue
