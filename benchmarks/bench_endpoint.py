@@ -16,8 +16,9 @@ clients (1 and 4 threads, one kept-alive connection each) post a 378x504 JPEG, o
 request: ``{"input_data": ...}`` with the Bearer key to detectkit's ``/score``,
 ``{"dataframe_split": {"columns": ["image"], "data": [[<base64>]]}}`` to MLflow's
 ``/invocations`` (the body its pyfunc server wants for a DataFrame with an ``image`` column).
-Reported: requests per second, p50 and p99 latency (medians over rounds) and the ratio
-detectkit / MLflow; the targets are at least 1.5x MLflow's throughput at 4 clients with p99 no
+Reported: requests per second, p50 and p99 latency, the servers' CPU milliseconds per request
+(``/proc`` user + system time of the server processes, the least noisy number on a shared
+machine), medians over rounds, and the ratios detectkit / MLflow; the targets are at least 1.5x MLflow's throughput at 4 clients with p99 no
 worse for ``ssdlite``, and at least 2x for ``decode``. Last, the RSS of detectkit's server
 (``/proc/<pid>/status`` VmRSS) after 10 and after ``--memory-requests`` requests.
 
@@ -51,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from detectkit.backends.local.endpoints import LocalEndpoints
+from detectkit.backends.local.serve import ServerOptions
 from detectkit.resources import ModelInfo
 from detectkit.settings import DeploymentSettings
 from detectkit.synthetic import CARD_CLASSES, render_image
@@ -207,8 +209,11 @@ def request(
 class Target:
     """One server: where to post, what, with which headers."""
 
-    def __init__(self, name: str, port: int, path: str, body: bytes, headers: dict[str, str]):
+    def __init__(
+        self, name: str, port: int, path: str, body: bytes, headers: dict[str, str], pids: list[int]
+    ):
         self.name = name
+        self.pids = pids
         self.port = port
         self.path = path
         self.body = body
@@ -243,12 +248,14 @@ def load(target: Target, clients: int, total: int) -> dict[str, float]:
                 latencies.extend(mine)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
+    cpu = cpu_seconds(target.pids)
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
+    cpu = cpu_seconds(target.pids) - cpu
     if errors:
         raise RuntimeError(f"{target.name}: {len(errors)} errors, first: {errors[0]}")
     lat = np.array(latencies) * 1000.0
@@ -256,6 +263,7 @@ def load(target: Target, clients: int, total: int) -> dict[str, float]:
         "rps": len(latencies) / wall,
         "p50": float(np.percentile(lat, 50)),
         "p99": float(np.percentile(lat, 99)),
+        "cpu_ms": cpu * 1000.0 / len(latencies),
     }
 
 
@@ -264,6 +272,28 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return -1
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of a process group (``mlflow models serve`` runs uvicorn as a child)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by ``pids``."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- main
@@ -296,6 +326,7 @@ def bench_model(
         "/score",
         json.dumps({"input_data": {"columns": ["image"], "data": [b64]}}).encode(),
         {"Authorization": f"Bearer {key}"},
+        [record.pid],
     )
     theirs = Target(
         "mlflow",
@@ -303,6 +334,7 @@ def bench_model(
         "/invocations",
         json.dumps({"dataframe_split": {"columns": ["image"], "data": [[b64]]}}).encode(),
         {},
+        group_pids(proc.pid),
     )
     status, answer = request(record.port, "POST", "/score", ours.body, ours.headers)
     status2, answer2 = request(mport, "POST", "/invocations", theirs.body, theirs.headers)
@@ -320,7 +352,8 @@ def bench_model(
     table: dict[str, object] = {"boxes_per_image": boxes}
     for (server, clients), runs in results.items():
         table[f"{server}_{clients}"] = {
-            k: round(statistics.median(r[k] for r in runs), 1) for k in ("rps", "p50", "p99")
+            k: round(statistics.median(r[k] for r in runs), 1)
+            for k in ("rps", "p50", "p99", "cpu_ms")
         }
     for clients in (1, 4):
         ours_r = table[f"detectkit_{clients}"]
@@ -336,7 +369,7 @@ def bench_model(
         after = rss_kib(record.pid)
         table["rss_mib_after_10"] = round(before / 1024, 1)
         table[f"rss_mib_after_{memory_requests + 10}"] = round(after / 1024, 1)
-        table["rss_mlflow_mib"] = round(rss_kib(proc.pid) / 1024, 1)
+        table["rss_mlflow_mib"] = round(max(rss_kib(p) for p in theirs.pids) / 1024, 1)
     return table
 
 
@@ -348,6 +381,8 @@ def main() -> None:
     parser.add_argument("--ssdlite-requests", type=int, default=40, help="per round, ssdlite")
     parser.add_argument("--memory-requests", type=int, default=1000, help="0 to skip")
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None, help="model threads (server)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (server)")
     args = parser.parse_args()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
 
@@ -358,9 +393,11 @@ def main() -> None:
             models = save_models(workdir, names)
             image = make_jpeg()
             print(f"image: 378x504 JPEG, {len(image)} bytes; cpus: {os.cpu_count()}")
-            endpoints = LocalEndpoints(
-                workdir / "project", lambda m: Path(m.uri), max_batch=args.max_batch
-            )
+            options = ServerOptions(max_batch=args.max_batch, threads=args.threads)
+            if args.workers:
+                options = options.model_copy(update={"workers": args.workers})
+            print(f"server options: {options!r}")
+            endpoints = LocalEndpoints(workdir / "project", lambda m: Path(m.uri), options=options)
             for name in names:
                 requests = args.requests if name == "decode" else args.ssdlite_requests
                 table = bench_model(

@@ -15,18 +15,20 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from detectkit.backends.local.endpoints import LocalEndpoints
+from detectkit.backends.local.endpoints import EndpointRecord, LocalEndpoints
 from detectkit.backends.local.serve import (
     NO_INPUT_DATA,
     ScoringRequestError,
@@ -126,7 +128,8 @@ def served(
     model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LocalEndpoints, Endpoint]]:
     root = tmp_path_factory.mktemp("project")
-    endpoints = LocalEndpoints(root, lambda m: Path(m.uri), max_body_bytes=MAX_BODY)
+    options = ServerOptions(max_body_bytes=MAX_BODY)
+    endpoints = LocalEndpoints(root, lambda m: Path(m.uri), options=options)
     try:
         created = endpoints.deploy(info("1", model_dir), "cards", "blue", DeploymentSettings())
         yield endpoints, Endpoint(endpoints, created)  # type: ignore[arg-type]
@@ -358,35 +361,46 @@ def test_lifecycle_outlives_the_handle_redeploys_and_deletes(
         # the first handle follows the move to the new port
         assert json.loads(first.invoke("shelf", body(b64(png(9, 9)))))[0]["boxes"]
 
-        # a server that died is reported Stopped, with its log
-        os.killpg(record["pid"], signal.SIGKILL)
-        _wait_gone(record["pid"])
-        stopped = again.get_endpoint("shelf")
-        assert stopped.state == "Stopped"
-        assert stopped.error is not None
-        assert "deploy again" in stopped.error
-        with pytest.raises(EndpointError, match="not running"):
-            found.predict(png(7, 8))
-
+        # deleting stops the live server and removes its folder
+        pid = record["pid"]
         found.delete()
+        assert _zombie_or_gone(pid)
         assert not (tmp_path / "endpoints/shelf").exists()
+        assert again.list_endpoints() == []
         with pytest.raises(NotFoundError):
             again.get_endpoint("shelf")
     finally:
         stop_all(first)
 
 
-def test_delete_stops_the_process(model_dir: Path, tmp_path: Path) -> None:
+def test_a_dead_server_is_reported_stopped_with_its_log(tmp_path: Path) -> None:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = tmp_path / "endpoints" / "old"
+    folder.mkdir(parents=True)
+    now = datetime.now(timezone.utc)
+    record = EndpointRecord(
+        name="old", deployment="blue", model="echo:1", model_uri="x", model_path="x",
+        port=port, pid=done.pid, traffic={"blue": 100}, created=now, updated=now,
+    )  # fmt: skip
+    (folder / "endpoint.json").write_text(record.model_dump_json())
+    (folder / "keys.json").write_text('{"primary": "k1", "secondary": "k2"}')
+    (folder / "server.log").write_text("INFO serving\nERROR out of memory: killed\n")
     endpoints = LocalEndpoints(tmp_path, lambda m: Path(m.uri))
-    try:
-        endpoints.deploy(info("1", model_dir), "gone", "blue", DeploymentSettings())
-        pid = json.loads((tmp_path / "endpoints/gone/endpoint.json").read_text())["pid"]
-        assert Path(f"/proc/{pid}").exists()
-        endpoints.delete_endpoint("gone")
-        assert _zombie_or_gone(pid)
-        assert endpoints.list_endpoints() == []
-    finally:
-        stop_all(endpoints)
+    endpoint = Endpoint(endpoints, endpoints.get_endpoint("old"))  # type: ignore[arg-type]
+    assert endpoint.state == "Stopped"
+    assert endpoint.info.error is not None
+    assert "out of memory: killed" in endpoint.info.error
+    assert "deploy again" in endpoint.info.error
+    with pytest.raises(EndpointError, match="is not running") as caught:
+        endpoint.predict(png(7, 8))
+    assert "out of memory" in str(caught.value)
+    assert "project.deploy('echo:1', endpoint='old')" in str(caught.value)
+    endpoint.delete()
+    assert not folder.exists()
 
 
 def test_a_server_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
@@ -409,11 +423,3 @@ def _zombie_or_gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-
-
-def _wait_gone(pid: int) -> None:
-    import time
-
-    deadline = time.monotonic() + 10
-    while not _zombie_or_gone(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)

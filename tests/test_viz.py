@@ -198,6 +198,27 @@ def test_draw_label_is_filled_with_the_class_colour_above_the_box() -> None:
     assert text.any()  # some text pixels are fully inked
 
 
+@pytest.mark.parametrize("x_px", [10.5, 11.5])  # a label's corners rounding apart or together
+def test_draw_label_fill_covers_its_rounded_spot_at_half_pixels(x_px: float) -> None:
+    det = Detections([[x_px / 200, 0.5, 0.9, 0.9]], [0.5], [0], classes=["can"])
+    out = np.asarray(viz.draw(grey(200, 120), det, font_size=13, line_width=1))
+    width, _ = viz._label_plan("can 0.50", 13)
+    left, right = round(x_px), round(x_px + width)  # half to even, as the layout's spot
+    row = out[60 - 2]  # in the label's bottom padding, just above the box
+    assert tuple(row[left - 1]) == GREY
+    assert all(tuple(px) == viz.PALETTE[0] for px in row[left:right])
+    assert tuple(row[right]) == GREY
+
+
+def test_label_cache_keeps_to_its_byte_budget() -> None:
+    cache = viz._LabelCache(budget=60_000)
+    tiles = [cache.get(f"label {i}", 17, viz.PALETTE[0]) for i in range(40)]
+    assert cache.used == sum(4 * t.width * t.height for t in cache.tiles.values())
+    assert cache.used <= 60_000
+    assert 1 < len(cache.tiles) < 40  # the oldest were dropped
+    assert cache.get("label 39", 17, viz.PALETTE[0]) is tiles[-1]  # the newest stay cached
+
+
 def test_draw_accepts_paths_bytes_pil_and_arrays(tmp_path: Path) -> None:
     det = Prediction(image=None, width=80, height=60, detections=two_detections())
     path = tmp_path / "a.png"

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from detectkit.backends.local.serve import ServerOptions
 from detectkit.errors import (
     DetectkitError,
     EndpointError,
@@ -107,8 +108,8 @@ class LocalEndpoints:
         root: The local project folder; endpoints live under ``root/endpoints/``.
         resolve_model: Turns a registered model into its MLflow model folder.
         start_timeout: Seconds ``deploy`` waits for a server to become healthy.
-        max_body_bytes: Largest scoring request a server accepts (413 above).
-        max_batch: Most images one model call gets from the micro-batcher.
+        options: How the servers take requests (body limit, batching, model threads); the
+            request timeout comes from each deploy's ``DeploymentSettings``.
     """
 
     def __init__(
@@ -117,14 +118,12 @@ class LocalEndpoints:
         resolve_model: Callable[[ModelInfo], Path],
         *,
         start_timeout: float = START_TIMEOUT,
-        max_body_bytes: int = 16 << 20,
-        max_batch: int = 8,
+        options: ServerOptions | None = None,
     ) -> None:
         self.root = Path(root)
         self._resolve_model = resolve_model
         self._start_timeout = start_timeout
-        self._max_body_bytes = max_body_bytes
-        self._max_batch = max_batch
+        self._options = options or ServerOptions()
         self._records: dict[str, EndpointRecord] = {}
         self._local = threading.local()
 
@@ -421,12 +420,9 @@ class LocalEndpoints:
             "--pid-file",
             str(pid_file),
             "--detach",
-            "--max-body-bytes",
-            str(self._max_body_bytes),
-            "--max-batch",
-            str(self._max_batch),
-            "--request-timeout",
-            f"{request_timeout_s:g}",
+            *_option_args(
+                self._options.model_copy(update={"request_timeout_s": request_timeout_s})
+            ),
         ]
         env = {**os.environ, **settings.environment_variables, "PYTHONUNBUFFERED": "1"}
         with log.open("ab") as out:
@@ -602,6 +598,23 @@ def _tail(path: Path, lines: int) -> str:
         return "(no log)"
     text = data.decode("utf-8", "replace").splitlines()
     return "\n".join(text[-lines:]) if lines > 0 else ""
+
+
+def _option_args(options: ServerOptions) -> list[str]:
+    """The server command-line flags for ``options``."""
+    args = [
+        f"--max-body-bytes={options.max_body_bytes}",
+        f"--max-batch={options.max_batch}",
+        f"--batch-wait-ms={options.batch_wait_ms:g}",
+        f"--request-timeout={options.request_timeout_s:g}",
+        f"--max-pending={options.max_pending}",
+        f"--workers={options.workers}",
+    ]
+    if options.threads is not None:
+        args.append(f"--threads={options.threads}")
+    if options.access_log:
+        args.append("--access-log")
+    return args
 
 
 def _check_deployment(record: EndpointRecord, deployment: str | None) -> None:

@@ -691,6 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch)
     parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms)
     parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout_s)
+    parser.add_argument("--max-pending", type=int, default=defaults.max_pending)
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--access-log", action="store_true")
@@ -709,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
         request_timeout_s=args.request_timeout,
+        max_pending=args.max_pending,
         workers=args.workers,
         threads=args.threads,
         access_log=args.access_log,
