@@ -62,11 +62,12 @@ HOST = "127.0.0.1"
 DECODE_MODEL = """
 import base64, io
 import mlflow
+import pandas as pd
 from PIL import Image
 
 
 class DecodeOnly(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list:
         out = []
         for value in model_input["image"]:
             raw = value if isinstance(value, bytes) else base64.b64decode(value)
@@ -82,6 +83,7 @@ mlflow.models.set_model(DecodeOnly())
 SSDLITE_MODEL = """
 import base64, io
 import mlflow
+import pandas as pd
 import torch
 import torchvision
 from PIL import Image
@@ -98,7 +100,7 @@ class SSDLite(mlflow.pyfunc.PythonModel):
             score_thresh=0.3, detections_per_img=100,
         ).eval()
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list:
         tensors, sizes = [], []
         for value in model_input["image"]:
             raw = value if isinstance(value, bytes) else base64.b64decode(value)

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="learning rate")
     parser.add_argument("--size", type=int, default=None, help="min_size (SSD: square side)")
     parser.add_argument("--augmentation", choices=["none", "flip", "ssd"], default=None)
+    parser.add_argument("--freeze", type=int, default=None, help="layers_to_freeze")
     parser.add_argument("--root", type=Path, default=None, help="project folder (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         params["learning_rate"] = args.lr
     if args.size:
         params["min_size"] = args.size
+    if args.freeze is not None:
+        params["layers_to_freeze"] = args.freeze
     if args.augmentation:
         params["advanced_settings"] = {"augmentation": args.augmentation}
     choices = {"yes": [True], "no": [False], "both": [False, True]}[args.pretrained]

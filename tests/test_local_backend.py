@@ -268,3 +268,43 @@ def test_unknown_training_data_is_not_found(world: dict[str, Any]) -> None:
         world["project"].train(
             "missing:3", models=["ssdlite_mobilenet_v2"], training_parameters=TINY
         )
+
+
+def test_an_interrupted_sweep_keeps_its_finished_trials_and_the_best_tag(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detectkit.backends.local import train
+
+    real_fit, calls = train.fit, []
+
+    def fit_then_interrupt(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", fit_then_interrupt)
+    project = world["project"]
+    with pytest.raises(KeyboardInterrupt):
+        project.train(
+            world["asset"],
+            models=["ssdlite_mobilenet_v2", "ssdlite320_mobilenet_v3_large"],
+            training_parameters=TINY,
+            experiment="interrupted",
+        )
+    client = _client(project)
+    experiment = client.get_experiment_by_name("interrupted")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["detectkit.stopped"] == "interrupted"
+    trials = {r.data.tags["detectkit.model_name"]: r for r in runs if r is not parent}
+    assert trials["ssdlite_mobilenet_v2"].info.status == "FINISHED"
+    assert trials["ssdlite320_mobilenet_v3_large"].info.status == "KILLED"
+    assert (
+        parent.data.tags["automl_best_child_run_id"] == trials["ssdlite_mobilenet_v2"].info.run_id
+    )
+    handle = project.runs.get(parent.info.run_id)
+    assert handle.status is RunStatus.CANCELED
+    assert handle.best_trial is not None
+    assert project.models.register(handle, "after-interrupt").version == "1"

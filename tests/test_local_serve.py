@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
-import warnings
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +33,7 @@ from detectkit.backends.local.serve import (
     NO_INPUT_DATA,
     ScoringRequestError,
     ServerOptions,
+    create_app,
     normalize_output,
     parse_scoring_request,
 )
@@ -45,11 +46,12 @@ pytestmark = pytest.mark.local
 ECHO_MODEL = """
 import base64, io
 import mlflow
+import pandas as pd
 from PIL import Image
 
 
 class Echo(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list:
         out = []
         for value in model_input["image"]:
             raw = value if isinstance(value, bytes) else base64.b64decode(value)
@@ -113,13 +115,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     code = folder / "echo_model.py"
     code.write_text(ECHO_MODEL, encoding="utf-8")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow suggests type hints on predict
-        import mlflow.pyfunc
+    import mlflow.pyfunc
 
-        mlflow.pyfunc.save_model(
-            str(folder / "echo"), python_model=str(code), pip_requirements=["mlflow"]
-        )
+    mlflow.pyfunc.save_model(
+        str(folder / "echo"), python_model=str(code), pip_requirements=["mlflow"]
+    )
     return folder / "echo"
 
 
@@ -212,6 +212,89 @@ def test_missing_model_folder_is_refused_before_starting(tmp_path: Path) -> None
     assert endpoints.list_endpoints() == []
     with pytest.raises(NotFoundError, match="no local endpoint named 'cards'"):
         endpoints.get_endpoint("cards")
+
+
+# ------------------------------------------------------------------ the app, in-process model
+@contextlib.contextmanager
+def app_server(predict: Any, options: ServerOptions) -> Iterator[int]:
+    """``create_app(predict)`` served by uvicorn on a free loopback port, in a thread."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_app(predict, options=options), log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def widths(images: list[str]) -> list[int]:
+    return [Image.open(io.BytesIO(base64.b64decode(v))).width for v in images]
+
+
+def post_all(port: int, payloads: list[bytes]) -> list[tuple[int, Any]]:
+    """Post every payload at once, one thread each; the answers in order."""
+    answers: list[tuple[int, Any]] = [(0, None)] * len(payloads)
+
+    def one(i: int) -> None:
+        answers[i] = post(port, payloads[i], {"Content-Type": "application/json"})
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(payloads))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)  # in this order
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_queued_requests_share_one_model_call_and_a_bad_one_fails_alone() -> None:
+    calls: list[list[int]] = []
+
+    def predict(images: list[str]) -> list[Any]:
+        sizes = widths(images)
+        calls.append(sizes)
+        time.sleep(0.3)  # the others queue meanwhile
+        if 13 in sizes:
+            raise ValueError("boom")
+        return [{"boxes": [], "width": w} for w in sizes]
+
+    with app_server(predict, ServerOptions(workers=1, max_batch=8)) as port:
+        answers = post_all(port, [body(b64(png(w, 4))) for w in (3, 4, 5, 13, 6)])
+    assert [status for status, _ in answers] == [200, 200, 200, 500, 200]
+    assert [a[0]["width"] for s, a in answers if s == 200] == [3, 4, 5, 6]
+    assert answers[3][1]["error"]["message"] == "the model raised ValueError: boom"
+    # the requests that queued while the first call ran went in one call; it failed on 13
+    # and was retried request by request
+    batch = next(c for c in calls if 13 in c and len(c) > 1)
+    assert len(batch) >= 3
+    retried = calls[calls.index(batch) + 1 :]
+    assert sorted(retried) == sorted([w] for w in batch)
+
+
+def test_a_slow_model_answers_408_and_a_full_queue_429() -> None:
+    def predict(images: list[str]) -> list[Any]:
+        time.sleep(1.0 if 17 in widths(images) else 0.2)
+        return [{"boxes": []} for _ in images]
+
+    options = ServerOptions(workers=1, max_batch=1, max_pending=1, request_timeout_s=0.6)
+    with app_server(predict, options) as port:
+        status, answer = post(port, body(b64(png(17, 4))), {"Content-Type": "application/json"})
+        assert (status, answer["error"]["code"]) == (408, "RequestTimeout")
+        assert "upstream request timeout" in answer["error"]["message"]
+        time.sleep(0.5)  # the slow call ends
+        answers = post_all(port, [body(b64(png(w, 4))) for w in (3, 4, 5)])
+        assert [status for status, _ in answers] == [200, 200, 429]
+        assert post(port, body(b64(png(3, 4))), {})[0] == 200
 
 
 # ------------------------------------------------------------------ a served model

@@ -241,6 +241,16 @@ def test_pretrained_structure_differs_but_needs_no_download_to_rebuild() -> None
     assert not any(p.requires_grad for p in frozen.backbone.body["0"].parameters())
 
 
+def test_layers_to_freeze_freezes_the_first_stages_and_their_batch_norms() -> None:
+    model = models.build_model("ssdlite_mobilenet_v2", 2, pretrained=False, layers_to_freeze=3)
+    stem, late = model.backbone.features[0][0], model.backbone.features[1][-1]
+    assert not any(p.requires_grad for p in stem.parameters())
+    assert all(p.requires_grad for p in late.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    train._train_mode(model)
+    assert not stem[1].training and late[1].training  # frozen BN keeps its statistics
+
+
 def test_missing_weights_say_where_to_put_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -349,7 +349,8 @@ class Endpoint:
 
     @property
     def state(self) -> str:
-        """Provisioning state (``Succeeded``, ``Creating`` ...; ``Running``/``Stopped`` locally)."""
+        """Provisioning state: ``Succeeded`` when serving, ``Creating``/``Updating``/``Failed`` on
+        Azure; locally ``Succeeded``, ``Failed`` (alive but not answering) or ``Stopped``."""
         return self._info.state
 
     def __repr__(self) -> str:

@@ -196,6 +196,8 @@ class LocalEndpoints:
             return []
         out = []
         for entry in sorted(self.folder.iterdir()):
+            if not entry.is_dir() or entry.name.startswith("."):
+                continue
             record = self._read_record(entry.name)
             if record is not None:
                 out.append(self._info(record, healthy=None))
@@ -540,7 +542,9 @@ def _alive(pid: int) -> bool:
         except OSError:
             return False
         state = stat.rsplit(")", 1)[-1].split()[0]
-        return state not in ("Z", "X") and _SERVER_MODULE.encode() in cmdline
+        # an exiting process has an empty command line for a moment: still alive; another
+        # command line means the pid was reused by something else
+        return state not in ("Z", "X") and (not cmdline or _SERVER_MODULE.encode() in cmdline)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -608,8 +612,9 @@ def _option_args(options: ServerOptions) -> list[str]:
         f"--batch-wait-ms={options.batch_wait_ms:g}",
         f"--request-timeout={options.request_timeout_s:g}",
         f"--max-pending={options.max_pending}",
-        f"--workers={options.workers}",
     ]
+    if options.workers is not None:
+        args.append(f"--workers={options.workers}")
     if options.threads is not None:
         args.append(f"--threads={options.threads}")
     if options.access_log:

@@ -256,9 +256,13 @@ def build_model(
         "detections_per_image": detections_per_image,
     }
     if name == "ssdlite_mobilenet_v2":
-        return _ssdlite_mobilenet_v2(num_classes + 1, pretrained, weights, low, options)
+        return _ssdlite_mobilenet_v2(
+            num_classes + 1, pretrained, weights, low, options, layers_to_freeze
+        )
     if name == "ssdlite320_mobilenet_v3_large":
-        return _ssdlite_mobilenet_v3(num_classes + 1, pretrained, weights, low, options)
+        return _ssdlite_mobilenet_v3(
+            num_classes + 1, pretrained, weights, low, options, layers_to_freeze
+        )
     if name == "fasterrcnn_mobilenet_v2_fpn":
         backbone = _mobilenet_v2_fpn(pretrained, weights, layers_to_freeze)
         return _faster_rcnn(backbone, num_classes + 1, low, high, options, _MOBILE_ANCHORS)
@@ -371,7 +375,12 @@ def _make_v2_extractor() -> Any:
 
 
 def _ssdlite_mobilenet_v2(
-    num_classes: int, pretrained: bool, weights: Any, size: int, options: dict[str, Any]
+    num_classes: int,
+    pretrained: bool,
+    weights: Any,
+    size: int,
+    options: dict[str, Any],
+    layers_to_freeze: int | None,
 ) -> nn.Module:
     from functools import partial
 
@@ -383,12 +392,24 @@ def _ssdlite_mobilenet_v2(
     net = mobilenet_v2(weights=weights, norm_layer=norm_layer)
     if not pretrained:
         _normal_init(net)
+    # stages start after the strided blocks (as torchvision's extractors count them)
+    stage_starts = (0, 2, 4, 7, 14, 18)
+    trainable = _trainable(6, layers_to_freeze, 6)
+    freeze_before = len(net.features) if trainable == 0 else stage_starts[6 - trainable]
+    for block in net.features[:freeze_before]:
+        for parameter in block.parameters():
+            parameter.requires_grad_(False)
     backbone = _Expansion.get()(net.features, norm_layer)
     return _ssd(backbone, num_classes, size, options)
 
 
 def _ssdlite_mobilenet_v3(
-    num_classes: int, pretrained: bool, weights: Any, size: int, options: dict[str, Any]
+    num_classes: int,
+    pretrained: bool,
+    weights: Any,
+    size: int,
+    options: dict[str, Any],
+    layers_to_freeze: int | None,
 ) -> nn.Module:
     from functools import partial
 
@@ -401,7 +422,8 @@ def _ssdlite_mobilenet_v3(
     net = mobilenet_v3_large(weights=weights, norm_layer=norm_layer, reduced_tail=not pretrained)
     if not pretrained:
         _normal_init(net)
-    backbone = _mobilenet_extractor(net, 6, norm_layer)
+    trainable = _trainable(6, layers_to_freeze, 6)
+    backbone = _mobilenet_extractor(net, trainable, norm_layer)
     return _ssd(backbone, num_classes, size, options)
 
 

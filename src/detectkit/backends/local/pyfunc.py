@@ -86,12 +86,13 @@ def quiet_mlflow() -> Iterator[None]:
 
 
 def requirements() -> list[str]:
-    """The pip requirements declared in the saved model (pinned to the running versions of
-    torch and torchvision, whose ``state_dict`` layout the weights follow)."""
+    """The pip requirements declared in the saved model: MLflow (which unpickles the model),
+    torch and torchvision (whose ``state_dict`` layout the weights follow) pinned to the
+    running versions; pillow, numpy, pandas and pydantic (detectkit's code) unpinned."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = ["mlflow"]
-    for package in ("torch", "torchvision"):
+    out = []
+    for package in ("mlflow", "torch", "torchvision"):
         try:
             out.append(f"{package}=={version(package).split('+')[0]}")
         except PackageNotFoundError:  # pragma: no cover - training needs both

@@ -86,8 +86,9 @@ class ServerOptions(BaseModel):
             fill a batch (it never waits when none is arriving).
         request_timeout_s: Seconds a request may wait for the model before a 408.
         max_pending: Requests queued for the model at most; more get 429.
-        workers: Model calls that may run at once, each on its own thread (default 2, or 1
-            on one CPU): one batch is decoded while another computes.
+        workers: Model calls that may run at once, each on its own thread. Default: 1 for a
+            torch model (one batched call at a time, torch's own threads use the cores), 2 for
+            others (Pillow decodes outside the GIL), 1 on a single CPU.
         threads: ``torch.set_num_threads`` value (default: the CPUs this process may use less
             one for the event loop, shared by the workers, at least 1).
         access_log: Log one line per request.
@@ -100,7 +101,7 @@ class ServerOptions(BaseModel):
     batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     request_timeout_s: float = Field(default=90.0, gt=0.0)
     max_pending: int = Field(default=256, ge=1)
-    workers: int = Field(default_factory=lambda: min(_cpu_count(), 2), ge=1)
+    workers: int | None = Field(default=None, ge=1)
     threads: int | None = Field(default=None, ge=1)
     access_log: bool = False
 
@@ -315,7 +316,7 @@ class _Batcher:
         self._predict = predict
         self._options = options
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._workers = options.workers
+        self._workers = options.workers or 1
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
@@ -324,10 +325,11 @@ class _Batcher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._calls]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -587,13 +589,18 @@ def serve_forever(
     opts = options or ServerOptions()
     accepted = [k for k in (key, *keys) if k]
     started = time.monotonic()
-    threads = opts.threads or max((_cpu_count() - 1) // opts.workers, 1)
-    runner = ModelRunner(load_model(model_path), threads=threads)
+    model = load_model(model_path)
+    if opts.workers is None:
+        torch_model = "torch" in sys.modules
+        opts = opts.model_copy(update={"workers": 1 if torch_model else min(_cpu_count(), 2)})
+    workers = opts.workers or 1
+    threads = opts.threads or max((_cpu_count() - 1) // workers, 1)
+    runner = ModelRunner(model, threads=threads)
     logger.info(
         "loaded %s in %.1f s (%d model threads; torch: %s)",
         model_path,
         time.monotonic() - started,
-        opts.workers,
+        workers,
         f"inference_mode, {threads} threads each" if runner.uses_torch else "not used",
     )
     app = create_app(runner, keys=accepted, options=opts, description=str(model_path))
@@ -692,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms)
     parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout_s)
     parser.add_argument("--max-pending", type=int, default=defaults.max_pending)
-    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args(argv)

@@ -519,6 +519,18 @@ class _Terminate(Exception):
     """Raised by an epoch callback to stop the trial (early termination policy)."""
 
 
+def _train_mode(model: Any) -> None:
+    """``model.train()``, except batch norms whose parameters are all frozen: they keep their
+    pretrained statistics (a frozen stage computes exactly what it computed on ImageNet)."""
+    torch = import_torch()
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
 def _optimizer(model: Any, config: TrialConfig) -> Any:
     torch = import_torch()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -613,7 +625,7 @@ def fit(
     while epoch < total_epochs:
         epoch += 1
         tick = time.monotonic()
-        model.train()
+        _train_mode(model)
         sums: dict[str, float] = {}
         batches = 0
         order = generator.permutation(len(train))
@@ -802,7 +814,6 @@ class _SweepState:
     histories: list[list[tuple[int, float]]] = field(default_factory=list)
     best_run: str | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
-    finished: int = 0
     failed: list[str] = field(default_factory=list)
 
 
@@ -818,14 +829,15 @@ def run_training(
     device: str | None = None,
     progress: bool | None = None,
 ) -> str:
-    """Run every trial of ``request`` as child runs of ``parent_run_id`` and return the final
-    MLflow status of the parent (``FINISHED``, ``FAILED`` or ``KILLED``).
+    """Run ``trials`` (from :func:`plan_trials`) as child runs of ``parent_run_id``; return
+    the final MLflow status of the parent: ``FINISHED``, or ``FAILED`` when no trial finished.
 
     Trials run one after another (``max_concurrent_trials`` is not used locally). The
     parent's ``timeout_minutes`` stops the sweep: the running trial is evaluated and kept,
     no new trial starts. Each trial gets ``trial_timeout_minutes``, or an equal share of the
     time left when only ``timeout_minutes`` is set. A ``KeyboardInterrupt`` keeps the
-    finished trials and the best tag, marks the parent ``KILLED`` and is raised again.
+    finished trials and the best tag (the interrupted trial is saved and ends ``KILLED``)
+    and is raised again.
 
     Raises:
         InvalidSettingsError: A trial's parameters cannot be honoured (checked for every
@@ -899,10 +911,9 @@ def run_training(
             _log_metrics(client, trial_id, last.metrics, last.epoch)
         _finish_trial(client, trial_id, result, config, train_data.classes)
         state.histories.append(own)
-        terminated = result.stopped == "early_termination"
+        terminated = result.stopped in ("early_termination", "interrupted")
         client.set_terminated(trial_id, "KILLED" if terminated else "FINISHED")
         if not terminated:
-            state.finished += 1
             score = result.metrics.get("mean_average_precision", -1.0)
             if state.best_run is None or score > state.best_metrics.get(
                 "mean_average_precision", -1.0
@@ -917,7 +928,7 @@ def run_training(
         client.set_tag(parent_run_id, "detectkit.failed_trials", "\n".join(state.failed)[:5000])
     if interrupted:
         client.set_tag(parent_run_id, "detectkit.stopped", "interrupted")
-        return "KILLED"
+        raise KeyboardInterrupt  # the caller ends the parent run KILLED
     if state.best_run is None:
         detail = "; ".join(state.failed) or "no trial finished (timeout before the first epoch?)"
         client.set_tag(parent_run_id, "detectkit.error", detail[:5000])
