@@ -273,9 +273,9 @@ def test_unknown_training_data_is_not_found(world: dict[str, Any]) -> None:
 def test_an_interrupted_sweep_keeps_its_finished_trials_and_the_best_tag(
     world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from detectkit.backends.local import train
+    from detectkit.backends.local import sweep
 
-    real_fit, calls = train.fit, []
+    real_fit, calls = sweep.fit, []
 
     def fit_then_interrupt(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
@@ -283,7 +283,7 @@ def test_an_interrupted_sweep_keeps_its_finished_trials_and_the_best_tag(
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(train, "fit", fit_then_interrupt)
+    monkeypatch.setattr(sweep, "fit", fit_then_interrupt)
     project = world["project"]
     with pytest.raises(KeyboardInterrupt):
         project.train(

@@ -27,7 +27,7 @@ from detectkit.settings import (
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from detectkit.backends.local import models, train  # noqa: E402
+from detectkit.backends.local import models, sweep, train  # noqa: E402
 from detectkit.synthetic import make_dataset  # noqa: E402
 
 pytestmark = pytest.mark.local
@@ -42,7 +42,7 @@ def _one_thread() -> None:
 
 # ------------------------------------------------------------------ trial plans
 def _plan(request: TrainingRequest, seed: int = 0) -> list[TrainingParameters]:
-    return list(train.plan_trials(request, np.random.default_rng(seed)))
+    return list(sweep.plan_trials(request, np.random.default_rng(seed)))
 
 
 def test_single_trial_is_the_fixed_parameters() -> None:
@@ -104,7 +104,7 @@ def test_random_sweep_over_a_small_choice_stops_when_it_runs_out() -> None:
 def test_automode_draws_local_models() -> None:
     trials = _plan(TrainingRequest.build("d", limits={"max_trials": 3}))
     assert len(trials) == 3
-    assert {t.model_name for t in trials} <= set(train.AUTOMODE_MODELS)
+    assert {t.model_name for t in trials} <= set(sweep.AUTOMODE_MODELS)
     assert all(t.learning_rate is not None and 0.002 <= t.learning_rate <= 0.05 for t in trials)
 
 
@@ -132,7 +132,7 @@ def test_trial_config_uses_the_model_defaults_and_the_given_values() -> None:
     assert config.pretrained and not config.epochs_fixed
     ssd = train.trial_config(TrainingParameters(min_size=192, number_of_epochs=3))
     assert ssd.model_name == models.DEFAULT_MODEL
-    assert (ssd.min_size, ssd.epochs, ssd.epochs_fixed, ssd.augmentation) == (192, 3, True, "ssd")
+    assert (ssd.min_size, ssd.epochs, ssd.epochs_fixed, ssd.augmentation) == (192, 3, True, "flip")
     assert ssd.inference_settings()["box_score_thresh"] == 0.3
 
 
@@ -208,15 +208,15 @@ H = list[tuple[int, float]]
     ],
 )
 def test_termination_policies(policy: object, current: H, previous: list[H], stops: bool) -> None:
-    reason = train.termination_reason(policy, current[-1][0], current, previous)  # type: ignore[arg-type]
+    reason = sweep.termination_reason(policy, current[-1][0], current, previous)  # type: ignore[arg-type]
     assert (reason is not None) == stops
 
 
 def test_termination_compares_with_the_value_an_earlier_trial_had_at_that_epoch() -> None:
     earlier = [(1, 0.2), (2, 0.9)]
     policy = BanditPolicy(slack_factor=0.1)
-    assert train.termination_reason(policy, 1, [(1, 0.19)], [earlier]) is None
-    reason = train.termination_reason(policy, 2, [(1, 0.19), (2, 0.3)], [earlier])
+    assert sweep.termination_reason(policy, 1, [(1, 0.19)], [earlier]) is None
+    reason = sweep.termination_reason(policy, 2, [(1, 0.19), (2, 0.3)], [earlier])
     assert reason is not None and "epoch 2" in reason and "0.9000" in reason
 
 

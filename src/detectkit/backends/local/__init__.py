@@ -14,7 +14,7 @@ Training (:meth:`LocalBackend.submit_training`) runs **synchronously, in this pr
 call returns when the sweep has ended, with a ``Completed`` (or ``Failed``/``Canceled``)
 :class:`~detectkit.resources.RunInfo`; ``run.wait()`` then returns at once. The run is an
 MLflow parent run, each trial a child run (``mlflow.parentRunId``), and the parent carries
-``automl_best_child_run_id`` as on Azure (see :mod:`detectkit.backends.local.train`).
+``automl_best_child_run_id`` as on Azure (see :mod:`detectkit.backends.local.sweep`).
 
 MLflow, torch and torchvision are imported inside the methods.
 """
@@ -256,7 +256,8 @@ class LocalBackend:
         import numpy as np
 
         from detectkit.backends.local.models import LOCAL_MODELS, import_torch
-        from detectkit.backends.local.train import plan_trials, trial_config
+        from detectkit.backends.local.sweep import plan_trials
+        from detectkit.backends.local.train import trial_config
         from detectkit.settings import validate_models
 
         validate_models(request.model_names(), LOCAL_MODELS, "local")
@@ -283,7 +284,8 @@ class LocalBackend:
             NotFoundError: The data, or pretrained weights that cannot be downloaded.
         """
         from detectkit.backends.local.models import ensure_backbone_weights
-        from detectkit.backends.local.train import run_training, trial_config
+        from detectkit.backends.local.sweep import run_training
+        from detectkit.backends.local.train import trial_config
 
         plan = self.plan_training(request)
         train, val = self._training_data(request)
