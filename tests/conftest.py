@@ -12,6 +12,16 @@ from detectkit.synthetic import make_dataset
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_stray_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MLflow's default store is ``./mlflow.db``: point any call that names no store at a
+    temporary one, so no test writes into the checkout (detectkit itself always names its
+    store)."""
+    stray = tmp_path_factory.mktemp("mlflow-default") / "mlflow.db"
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{stray}")
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 

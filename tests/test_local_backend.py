@@ -183,11 +183,15 @@ def test_registry_round_trip(world: dict[str, Any]) -> None:
     # the registered model loads through MLflow's own registry URI and predicts
     import mlflow
 
-    mlflow.set_registry_uri(f"sqlite:///{project.backend.root / 'mlflow.db'}")  # type: ignore[attr-defined]
+    store = f"sqlite:///{project.backend.root / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)  # type: ignore[attr-defined]
     try:
         model = mlflow.pyfunc.load_model("models:/cards-detector/1")
     finally:
-        mlflow.set_registry_uri("")
+        mlflow.set_registry_uri("")  # type: ignore[attr-defined]
+        mlflow.set_tracking_uri(previous)
     image = world["dataset"].records[0].image
     out = model.predict(
         pd.DataFrame({"image": [base64.b64encode(Path(image).read_bytes()).decode()]})
