@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from decimal import localcontext
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -79,13 +80,13 @@ class _Distribution(BaseModel):
 
     model_config = _FROZEN
 
+    @abstractmethod
     def to_azure_string(self) -> str:
         """The distribution as azure-ai-ml writes it in a search space (``"uniform(0.1,0.2)"``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sample(self, rng: np.random.Generator) -> Scalar:
         """One value drawn with ``rng`` (Azure ML semantics), as a Python scalar."""
-        raise NotImplementedError
 
     def grid_values(self) -> tuple[Scalar, ...]:
         """The values a grid sweep visits; only :class:`Choice` has them.
