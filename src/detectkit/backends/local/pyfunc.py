@@ -155,7 +155,7 @@ def save_model(
     return target
 
 
-class DetectionModel(PythonModel):
+class DetectionModel(PythonModel):  # type: ignore[misc]
     """A torchvision detector behind the AutoML object-detection scoring contract."""
 
     def load_context(self, context: Any) -> None:
