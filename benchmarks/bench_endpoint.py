@@ -9,24 +9,26 @@ folder:
   image under ``torch.no_grad()``, answering normalized AutoML boxes: a real CPU model.
 
 For each model it starts both servers on 127.0.0.1 once: detectkit's through
-``LocalEndpoints.deploy`` (the path ``project.deploy`` takes: a detached process, key auth,
-micro-batching) and ``mlflow models serve -m <folder> --env-manager local`` (one uvicorn
+``LocalEndpoints.deploy`` (the path ``project.deploy`` takes: a detached server with its default
+options, so one process for the torch model and one per CPU (up to 4) for the decode-only one,
+key auth, micro-batching) and ``mlflow models serve -m <folder> --env-manager local`` (one uvicorn
 worker, the model called in a thread per request). Then, in alternating rounds, closed-loop
 clients (1 and 4 threads, one kept-alive connection each) post a 378x504 JPEG, one image per
 request: ``{"input_data": ...}`` with the Bearer key to detectkit's ``/score``,
 ``{"dataframe_split": {"columns": ["image"], "data": [[<base64>]]}}`` to MLflow's
 ``/invocations`` (the body its pyfunc server wants for a DataFrame with an ``image`` column).
 Reported: requests per second, p50 and p99 latency, the servers' CPU milliseconds per request
-(``/proc`` user + system time of the server processes, the least noisy number on a shared
-machine), medians over rounds, and the ratios detectkit / MLflow; the targets are at least 1.5x MLflow's throughput at 4 clients with p99 no
-worse for ``ssdlite``, and at least 2x for ``decode``. Last, the RSS of detectkit's server
-(``/proc/<pid>/status`` VmRSS) after 10 and after ``--memory-requests`` requests.
+(``/proc`` user + system time of every process of each server, the least noisy number on a
+shared machine), medians over rounds, and the ratios detectkit / MLflow; the targets are at
+least 1.5x MLflow's throughput at 4 clients with p99 no worse for ``ssdlite``, and at least 2x
+for ``decode``. Last, the RSS of detectkit's server processes (``/proc/<pid>/status`` VmRSS,
+summed, and the growth of each) after 10 and after ``--memory-requests`` requests.
 
 Everything talks to 127.0.0.1 only, counts are bounded, and the servers are stopped at the
 end (also on Ctrl-C).
 
 Run: ``python benchmarks/bench_endpoint.py [--models decode,ssdlite] [--rounds 3]
-[--requests 200] [--ssdlite-requests 40] [--memory-requests 1000]``
+[--requests 1000] [--ssdlite-requests 40] [--memory-requests 1000] [--processes N]``
 """
 
 from __future__ import annotations
@@ -328,7 +330,7 @@ def bench_model(
         "/score",
         json.dumps({"input_data": {"columns": ["image"], "data": [b64]}}).encode(),
         {"Authorization": f"Bearer {key}"},
-        [record.pid],
+        group_pids(record.pid),  # the supervisor and its server processes
     )
     theirs = Target(
         "mlflow",
@@ -366,12 +368,16 @@ def bench_model(
 
     if memory_requests:
         load(ours, 1, 10)
-        before = rss_kib(record.pid)
+        before = {pid: rss_kib(pid) for pid in ours.pids}
         load(ours, 4, memory_requests)
-        after = rss_kib(record.pid)
-        table["rss_mib_after_10"] = round(before / 1024, 1)
-        table[f"rss_mib_after_{memory_requests + 10}"] = round(after / 1024, 1)
-        table["rss_mlflow_mib"] = round(max(rss_kib(p) for p in theirs.pids) / 1024, 1)
+        after = {pid: rss_kib(pid) for pid in ours.pids}
+        table["processes"] = len(ours.pids)
+        table["rss_mib_after_10"] = round(sum(before.values()) / 1024, 1)
+        table[f"rss_mib_after_{memory_requests + 10}"] = round(sum(after.values()) / 1024, 1)
+        table["rss_growth_mib_per_process"] = [
+            round((after[pid] - before[pid]) / 1024, 2) for pid in ours.pids
+        ]
+        table["rss_mlflow_mib"] = round(sum(rss_kib(p) for p in theirs.pids) / 1024, 1)
     return table
 
 
@@ -379,10 +385,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="decode,ssdlite")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=200, help="per round, decode model")
+    parser.add_argument("--requests", type=int, default=1000, help="per round, decode model")
     parser.add_argument("--ssdlite-requests", type=int, default=40, help="per round, ssdlite")
     parser.add_argument("--memory-requests", type=int, default=1000, help="0 to skip")
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=None, help="server processes")
     parser.add_argument("--workers", type=int, default=None, help="model threads (server)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (server)")
     args = parser.parse_args()
@@ -395,7 +402,9 @@ def main() -> None:
             models = save_models(workdir, names)
             image = make_jpeg()
             print(f"image: 378x504 JPEG, {len(image)} bytes; cpus: {os.cpu_count()}")
-            options = ServerOptions(max_batch=args.max_batch, threads=args.threads)
+            options = ServerOptions(
+                max_batch=args.max_batch, threads=args.threads, processes=args.processes
+            )
             if args.workers:
                 options = options.model_copy(update={"workers": args.workers})
             print(f"server options: {options!r}")

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help="min_size (SSD: square side)")
     parser.add_argument("--augmentation", choices=["none", "flip", "ssd"], default=None)
     parser.add_argument("--freeze", type=int, default=None, help="layers_to_freeze")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
+    parser.add_argument("--no-ema", action="store_true", help="train without weight averaging")
     parser.add_argument("--root", type=Path, default=None, help="project folder (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -126,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         params["min_size"] = args.size
     if args.freeze is not None:
         params["layers_to_freeze"] = args.freeze
+    advanced: dict[str, Any] = {}
     if args.augmentation:
-        params["advanced_settings"] = {"augmentation": args.augmentation}
+        advanced["augmentation"] = args.augmentation
+    if args.precision:
+        advanced["precision"] = args.precision
+    if args.no_ema:
+        advanced["ema"] = False
+    if advanced:
+        params["advanced_settings"] = advanced
     choices = {"yes": [True], "no": [False], "both": [False, True]}[args.pretrained]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         project = Project.local(args.root or Path(tmp) / "project")

@@ -194,6 +194,45 @@ def test_normalize_output_reads_dataframes_and_json_strings() -> None:
 def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         ServerOptions(max_batch=0)
+    with pytest.raises(ValueError, match="processes"):
+        ServerOptions(processes=0)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "torch_model", "given", "expected"),
+    [
+        (2, True, {}, (2, 1, 1)),  # torch: a process per CPU, one model and one torch thread
+        (2, False, {}, (2, 0, 1)),  # plain Python: a process per CPU, the model on the loop
+        (16, False, {}, (4, 0, 1)),  # at most 4 processes by default
+        (1, False, {}, (1, 1, 1)),  # one CPU: one process, one model thread
+        (8, False, {"processes": 1}, (1, 2, 3)),  # one process: decodes beside the loop
+        (8, True, {"processes": 1}, (1, 1, 7)),  # one torch process: all CPUs but the loop's
+        (8, True, {"processes": 3, "workers": 2}, (3, 2, 1)),  # what is given is kept
+    ],
+)
+def test_process_and_thread_counts_follow_the_model_and_the_machine(
+    monkeypatch: pytest.MonkeyPatch,
+    cpus: int,
+    torch_model: bool,
+    given: dict[str, int],
+    expected: tuple[int, int, int],
+) -> None:
+    from detectkit.backends.local import serve
+
+    monkeypatch.setattr(serve, "_cpu_count", lambda: cpus)
+    resolved = serve._resolve_options(ServerOptions(**given), torch_model=torch_model)
+    assert (resolved.processes, resolved.workers, resolved.threads) == expected
+
+
+def test_forked_torch_processes_refuse_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from detectkit.backends.local import serve
+    from detectkit.errors import DetectkitError
+
+    monkeypatch.setattr(serve, "_cpu_count", lambda: 8)
+    with pytest.raises(DetectkitError, match="got threads=2; use processes=1"):
+        serve._resolve_options(ServerOptions(processes=2, threads=2), torch_model=True)
+    plain = serve._resolve_options(ServerOptions(processes=2, threads=2), torch_model=False)
+    assert plain.threads == 2  # no torch, no forked pool
 
 
 def test_modules_import_light() -> None:
@@ -241,12 +280,16 @@ def widths(images: list[str]) -> list[int]:
     return [Image.open(io.BytesIO(base64.b64decode(v))).width for v in images]
 
 
-def post_all(port: int, payloads: list[bytes]) -> list[tuple[int, Any]]:
+def post_all(
+    port: int, payloads: list[bytes], headers: dict[str, str] | None = None
+) -> list[tuple[int, Any]]:
     """Post every payload at once, one thread each; the answers in order."""
     answers: list[tuple[int, Any]] = [(0, None)] * len(payloads)
 
     def one(i: int) -> None:
-        answers[i] = post(port, payloads[i], {"Content-Type": "application/json"})
+        answers[i] = post(
+            port, payloads[i], {"Content-Type": "application/json", **(headers or {})}
+        )
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(payloads))]
     for thread in threads:
@@ -257,7 +300,8 @@ def post_all(port: int, payloads: list[bytes]) -> list[tuple[int, Any]]:
     return answers
 
 
-def test_queued_requests_share_one_model_call_and_a_bad_one_fails_alone() -> None:
+@pytest.mark.parametrize("workers", [1, 0], ids=["model-thread", "on-the-event-loop"])
+def test_queued_requests_share_one_model_call_and_a_bad_one_fails_alone(workers: int) -> None:
     calls: list[list[int]] = []
 
     def predict(images: list[str]) -> list[Any]:
@@ -268,7 +312,7 @@ def test_queued_requests_share_one_model_call_and_a_bad_one_fails_alone() -> Non
             raise ValueError("boom")
         return [{"boxes": [], "width": w} for w in sizes]
 
-    with app_server(predict, ServerOptions(workers=1, max_batch=8)) as port:
+    with app_server(predict, ServerOptions(workers=workers, max_batch=8)) as port:
         answers = post_all(port, [body(b64(png(w, 4))) for w in (3, 4, 5, 13, 6)])
     assert [status for status, _ in answers] == [200, 200, 200, 500, 200]
     assert [a[0]["width"] for s, a in answers if s == 200] == [3, 4, 5, 6]
@@ -454,6 +498,101 @@ def test_lifecycle_outlives_the_handle_redeploys_and_deletes(
             again.get_endpoint("shelf")
     finally:
         stop_all(first)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="several processes need fork")
+def test_several_processes_share_the_port_restart_and_stop_together(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    endpoints = LocalEndpoints(tmp_path, lambda m: Path(m.uri), options=ServerOptions(processes=2))
+    try:
+        endpoints.deploy(info("1", model_dir), "pair", "blue", DeploymentSettings())
+        record = json.loads((tmp_path / "endpoints/pair/endpoint.json").read_text())
+        supervisor, port = record["pid"], record["port"]
+        key = endpoints.endpoint_keys("pair").primary.get_secret_value()
+        deadline = time.monotonic() + 30
+        while len(_children(supervisor)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = _children(supervisor)
+        assert len(first) == 2
+        auth = {"Authorization": f"Bearer {key}"}
+        payloads = [body(b64(png(20 + i, 6))) for i in range(16)]
+        results = post_all(port, payloads, auth)
+        assert [s for s, _ in results] == [200] * 16, [r for r in results if r[0] != 200][:2]
+        assert [answer[0]["boxes"][0]["label"] for _, answer in results] == [
+            f"{20 + i}x6" for i in range(16)
+        ]
+        for _ in range(4):  # whichever process answers, it names the supervisor
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/health")
+            assert json.loads(conn.getresponse().read())["pid"] == supervisor
+            conn.close()
+
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)  # a crashed process is replaced
+        deadline = time.monotonic() + 30
+        while (victim in _children(supervisor) or len(_children(supervisor)) < 2) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        second = _children(supervisor)
+        assert len(second) == 2 and victim not in second
+        assert all(status == 200 for status, _ in post_all(port, payloads[:4], auth))
+
+        endpoints.delete_endpoint("pair")
+        assert _zombie_or_gone(supervisor)
+        assert all(_zombie_or_gone(pid) for pid in first | second)
+    finally:
+        stop_all(endpoints)
+
+
+def test_cli_serve_runs_in_the_foreground_until_interrupted(model_dir: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "detectkit", "serve", str(model_dir), "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--processes", "2"], stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(OSError):
+                status, answer = post(port, body(b64(png(31, 7))), {})
+                if status == 200:
+                    break
+            time.sleep(0.2)
+        assert status == 200 and answer[0]["boxes"][0]["label"] == "31x7"  # no key: none needed
+        children = _children(server.pid)
+        assert len(children) == 2
+        os.kill(server.pid, signal.SIGINT)  # Ctrl-C
+        assert server.wait(timeout=30) == 0
+        assert all(_zombie_or_gone(pid) for pid in children)
+        assert server.stderr is not None
+        log = server.stderr.read().decode()
+        assert "NO authentication" in log and "supervising 2 server processes" in log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        if server.stderr is not None:
+            server.stderr.close()
+
+    bad = subprocess.run([*command, "--processes", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected 1 or more, got 0" in bad.stderr
 
 
 def test_a_dead_server_is_reported_stopped_with_its_log(tmp_path: Path) -> None:

@@ -143,6 +143,8 @@ def test_trial_config_uses_the_model_defaults_and_the_given_values() -> None:
         ({"advanced_settings": {"mosaic": True}}, r"unknown key\(s\) \['mosaic'\]"),
         ({"advanced_settings": {"pretrained": "yes"}}, "expected true or false"),
         ({"advanced_settings": {"augmentation": "heavy"}}, "'none', 'flip' or 'ssd'"),
+        ({"advanced_settings": {"precision": "fp16"}}, "'auto', 'fp32' or 'bf16', got 'fp16'"),
+        ({"advanced_settings": {"ema": "on"}}, "ema: expected true or false"),
         ({"model_name": "yolov5"}, "not a model the local backend can train"),
     ],
 )
@@ -160,6 +162,35 @@ def test_unsupported_model_error_lists_the_local_models() -> None:
     assert "'fasterrcnn_resnet18_fpn' is not a model the local backend can train" in text
     for name in models.LOCAL_MODELS:
         assert name in text
+
+
+def test_precision_and_weight_average_settings() -> None:
+    default = train.trial_config(TrainingParameters())
+    assert (default.precision, default.ema) == ("auto", True)
+    plain = train.trial_config(
+        TrainingParameters(advanced_settings={"precision": "fp32", "ema": False})
+    )
+    assert (plain.precision, plain.ema) == ("fp32", False)
+    assert not train.use_bf16("fp32", "cpu") and train.use_bf16("bf16", "cpu")
+    native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    assert train.use_bf16("auto", "cpu") == native
+
+
+def test_weight_average_follows_the_model_over_about_two_epochs() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = train._Ema(model, steps_per_epoch=50)
+    assert ema.decay == pytest.approx(0.99)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked.fill_(7)
+    ema.update(model)  # first update: decay (1 + 1) / (10 + 1)
+    expected = start + (1.0 - 2.0 / 11.0)
+    assert torch.allclose(ema.state["0.weight"], expected)
+    assert int(ema.state["1.num_batches_tracked"]) == 7  # integers are copied, not averaged
+    for _ in range(2000):
+        ema.update(model)
+    assert torch.allclose(ema.state["0.weight"], model[0].weight, atol=1e-6)
 
 
 def test_learning_rate_schedules() -> None:
@@ -312,6 +343,20 @@ def test_fit_reports_losses_metrics_and_keeps_the_best_epoch(trained: train.Tria
         trained.state_dict is not None
         and "head.classification_head.module_list.0.1.weight" in trained.state_dict
     )
+
+
+def test_fit_without_weight_average_in_float32(tiny: tuple[object, object]) -> None:
+    config = train.trial_config(
+        TrainingParameters(
+            model_name="ssdlite_mobilenet_v2",
+            number_of_epochs=1,
+            min_size=64,
+            advanced_settings={"pretrained": False, "precision": "fp32", "ema": False},
+        )
+    )
+    result = train.fit(config, *tiny, progress=False)  # type: ignore[arg-type]
+    assert result.stopped == "completed" and result.state_dict is not None
+    assert math.isfinite(result.history[-1].losses["loss"])
 
 
 def test_fit_stops_at_the_deadline_and_keeps_what_it_has(tiny: tuple[object, object]) -> None:

@@ -197,6 +197,13 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("model", metavar="MODEL", help="MLflow model folder")
     serve.add_argument("--port", type=int, default=5001, help="port (default 5001)")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="server processes sharing the port (default: 1 for a torch model, else one per "
+        "CPU up to 4)",
+    )
     serve.set_defaults(func=_cmd_serve)
     return parser
 
@@ -374,9 +381,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from detectkit.backends.local.serve import serve_forever
+    from detectkit.backends.local.serve import ServerOptions, serve_forever
 
-    serve_forever(Path(args.model), host=args.host, port=args.port)
+    if args.processes is not None and args.processes < 1:
+        print(
+            f"detectkit serve: --processes: expected 1 or more, got {args.processes}",
+            file=sys.stderr,
+        )
+        return 2
+    options = ServerOptions(processes=args.processes)
+    serve_forever(Path(args.model), host=args.host, port=args.port, options=options)
     return 0
 
 

@@ -613,6 +613,8 @@ def _option_args(options: ServerOptions) -> list[str]:
         f"--request-timeout={options.request_timeout_s:g}",
         f"--max-pending={options.max_pending}",
     ]
+    if options.processes is not None:
+        args.append(f"--processes={options.processes}")
     if options.workers is not None:
         args.append(f"--workers={options.workers}")
     if options.threads is not None:

@@ -13,14 +13,16 @@ or the image index). A model that raises answers 500 with the exception's type a
 line; the traceback goes to the server log only. Every error body is
 ``{"error": {"code": ..., "message": ...}}`` and the server keeps serving.
 
-**Throughput.** Requests are validated on the event loop (JSON, base64, image header; large
-bodies in a thread) and queued; one model thread takes every queued request, waiting at most
+**Throughput.** A supervisor loads the model, opens the port and forks one server process
+per CPU (up to 4, :attr:`ServerOptions.processes`); they share the port and the loaded model.
+In each, requests are validated on the event loop (JSON, base64, image header; large bodies in
+a thread) and queued; the model takes every queued request, waiting at most
 :attr:`ServerOptions.batch_wait_ms` for more, up to :attr:`ServerOptions.max_batch` images,
-and calls the model once for all of them (a micro-batch). A batch that fails is retried
-request by request, so one bad image fails only its own request. When the model uses torch,
-calls run under ``torch.inference_mode()`` with ``torch.set_num_threads`` set to one less than
-the CPUs this process may use (the event loop keeps one), one call at a time (concurrent torch
-calls oversubscribe the cores).
+and is called once for all of them (a micro-batch). A batch that fails is retried request by
+request, so one bad image fails only its own request. A torch model is called on one model
+thread under ``torch.inference_mode()`` with one torch thread per process (one call at a time:
+concurrent torch calls oversubscribe the cores); other models are called on the event loop
+itself when several processes serve, the processes being the parallelism.
 
 Run in the foreground with ``detectkit serve MODEL`` (:func:`serve_forever`); the local backend
 starts it as a detached process with ``python -m detectkit.backends.local.serve --detach``
@@ -86,11 +88,20 @@ class ServerOptions(BaseModel):
             fill a batch (it never waits when none is arriving).
         request_timeout_s: Seconds a request may wait for the model before a 408.
         max_pending: Requests queued for the model at most; more get 429.
-        workers: Model calls that may run at once, each on its own thread. Default: 1 for a
-            torch model (one batched call at a time, torch's own threads use the cores), 2 for
-            others (Pillow decodes outside the GIL), 1 on a single CPU.
-        threads: ``torch.set_num_threads`` value (default: the CPUs this process may use less
-            one for the event loop, shared by the workers, at least 1).
+        processes: Server processes sharing the port, each with its own event loop and its
+            own copy of the model (forked from the process that loaded it). Default: one per
+            CPU, up to 4 (Python code is bound by one interpreter lock per process, and
+            torch runs best with one thread per process beside the event loop).
+        workers: Model calls that may run at once in one process, each on its own thread; 0
+            calls the model on the event loop itself. Default: 1 for a torch model (one
+            batched call at a time, torch's own threads use the cores); for others 2 in a
+            single process (Pillow decodes outside the interpreter lock while the event loop
+            reads the next requests) and 0 when several processes serve (the processes are
+            the parallelism, and handing each call to a thread only costs time: measured
+            ~10% of the server's CPU per request).
+        threads: ``torch.set_num_threads`` value. Default: 1 with several processes (and
+            no more is allowed for a torch model there: a forked torch thread pool hangs);
+            with one process, the CPUs less one for the event loop, shared by the workers.
         access_log: Log one line per request.
     """
 
@@ -101,7 +112,8 @@ class ServerOptions(BaseModel):
     batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     request_timeout_s: float = Field(default=90.0, gt=0.0)
     max_pending: int = Field(default=256, ge=1)
-    workers: int | None = Field(default=None, ge=1)
+    processes: int | None = Field(default=None, ge=1, le=64)
+    workers: int | None = Field(default=None, ge=0)
     threads: int | None = Field(default=None, ge=1)
     access_log: bool = False
 
@@ -250,11 +262,17 @@ class ModelRunner:
 
         self._model = model
         self._frame = pd.DataFrame
+        self._series = pd.Series
         self._torch = sys.modules.get("torch")
+        # one core stays with the event loop (HTTP, JSON, base64); a torch pool as large
+        # as the machine spins against it (measured 2-10x slower on 2 busy cores)
+        self._threads = threads or max(_cpu_count() - 1, 1)
+        self.set_threads()
+
+    def set_threads(self) -> None:
+        """Apply the torch thread count to this process (again after a fork)."""
         if self._torch is not None:
-            # one core stays with the event loop (HTTP, JSON, base64); a torch pool as large
-            # as the machine spins against it (measured 2-10x slower on 2 busy cores)
-            self._torch.set_num_threads(threads or max(_cpu_count() - 1, 1))
+            self._torch.set_num_threads(self._threads)
 
     @property
     def uses_torch(self) -> bool:
@@ -262,7 +280,8 @@ class ModelRunner:
         return self._torch is not None
 
     def __call__(self, images: list[str]) -> list[Any]:
-        frame = self._frame({"image": images})
+        # object dtype: the strings go in as they are (pandas' Arrow strings would copy each)
+        frame = self._frame({"image": self._series(images, dtype=object)})
         if self._torch is not None:
             with self._torch.inference_mode():
                 output = self._model.predict(frame)
@@ -316,7 +335,8 @@ class _Batcher:
         self._predict = predict
         self._options = options
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._workers = options.workers or 1
+        self._inline = options.workers == 0  # call the model on the event loop
+        self._workers = max(options.workers or 1, 1)
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
@@ -375,7 +395,10 @@ class _Batcher:
             return
         images = [image for job in jobs for image in job.images]
         try:
-            answers = await loop.run_in_executor(self._executor, self._predict, images)
+            if self._inline:
+                answers = self._predict(images)
+            else:
+                answers = await loop.run_in_executor(self._executor, self._predict, images)
         except Exception as exc:
             if len(jobs) == 1:
                 _settle(jobs[0].future, exc=exc)
@@ -407,6 +430,7 @@ def create_app(
     keys: Sequence[str] = (),
     options: ServerOptions | None = None,
     description: str = "",
+    pid: int | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``predict`` behind the scoring contract.
 
@@ -416,6 +440,8 @@ def create_app(
         keys: Accepted ``Bearer`` keys; empty means no authentication.
         options: Limits and batching (default :class:`ServerOptions`).
         description: Shown by ``GET /health`` under ``"model"``.
+        pid: The server's process id shown by ``GET /health`` (default: this process; the
+            supervisor's when several processes serve).
     """
     try:
         from fastapi import FastAPI, Request
@@ -426,7 +452,7 @@ def create_app(
     opts = options or ServerOptions()
     batcher = _Batcher(predict, opts)
     accepted = [key.encode("utf-8") for key in keys if key]
-    pid = os.getpid()
+    pid = pid or os.getpid()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -590,20 +616,19 @@ def serve_forever(
     accepted = [k for k in (key, *keys) if k]
     started = time.monotonic()
     model = load_model(model_path)
-    if opts.workers is None:
-        torch_model = "torch" in sys.modules
-        opts = opts.model_copy(update={"workers": 1 if torch_model else min(_cpu_count(), 2)})
-    workers = opts.workers or 1
-    threads = opts.threads or max((_cpu_count() - 1) // workers, 1)
+    opts = _resolve_options(opts, torch_model="torch" in sys.modules)
+    workers = opts.workers or 0
+    processes = opts.processes or 1
+    threads = opts.threads or 1
     runner = ModelRunner(model, threads=threads)
     logger.info(
-        "loaded %s in %.1f s (%d model threads; torch: %s)",
+        "loaded %s in %.1f s (%d process(es), %s each; torch: %s)",
         model_path,
         time.monotonic() - started,
-        workers,
+        processes,
+        f"{workers} model thread(s)" if workers else "the model on the event loop",
         f"inference_mode, {threads} threads each" if runner.uses_torch else "not used",
     )
-    app = create_app(runner, keys=accepted, options=opts, description=str(model_path))
     try:
         import uvicorn
     except ImportError as exc:
@@ -611,28 +636,153 @@ def serve_forever(
 
     sock = _bind(host, port, port_fallback)
     bound = sock.getsockname()[1]
+    server_pid = os.getpid()
     logger.info(
         "serving %s on http://%s:%d/score (pid %d, %s, max batch %d, body limit %d bytes)",
         model_path,
         host,
         bound,
-        os.getpid(),
+        server_pid,
         "key required" if accepted else "NO authentication",
         opts.max_batch,
         opts.max_body_bytes,
     )
     if not accepted and host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without a key: anyone who can reach it can score", host)
+
+    def run() -> None:
+        runner.set_threads()
+        app = create_app(
+            runner, keys=accepted, options=opts, description=str(model_path), pid=server_pid
+        )
+        config = uvicorn.Config(
+            app,
+            log_level="info",
+            access_log=opts.access_log,
+            timeout_graceful_shutdown=5,
+            log_config=None,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+
     if ready_file is not None:
-        _write_json(Path(ready_file), {"pid": os.getpid(), "host": host, "port": bound})
-    config = uvicorn.Config(
-        app,
-        log_level="info",
-        access_log=opts.access_log,
-        timeout_graceful_shutdown=5,
-        log_config=None,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+        _write_json(Path(ready_file), {"pid": server_pid, "host": host, "port": bound})
+    if processes > 1:
+        _supervise(run, processes)
+    else:
+        run()
+
+
+def _resolve_options(opts: ServerOptions, *, torch_model: bool) -> ServerOptions:
+    """``opts`` with the process, model-thread and torch-thread counts decided for this model
+    and machine.
+
+    Raises:
+        DetectkitError: Several processes and several torch threads each were asked for a
+            torch model: a torch thread pool forked from the process that loaded the model
+            hangs (GNU OpenMP), so forked processes run one torch thread each.
+    """
+    cpus = _cpu_count()
+    processes = opts.processes or min(cpus, 4)
+    if not hasattr(os, "fork"):
+        processes = 1
+    workers = opts.workers
+    if workers is None and torch_model:
+        workers = 1  # one batched call at a time, beside the event loop
+    elif workers is None:
+        workers = 0 if processes > 1 else min(cpus, 2)
+    threads = opts.threads
+    if threads is None:
+        # one process: the model threads share the CPUs but one, which the event loop keeps
+        threads = 1 if processes > 1 else max((cpus - 1) // max(workers, 1), 1)
+    if torch_model and processes > 1 and threads > 1:
+        raise DetectkitError(
+            f"threads: a torch model served by {processes} processes runs one torch thread in "
+            f"each (a torch thread pool forked from the process that loaded the model hangs), "
+            f"got threads={threads}; use processes=1 for one process with {threads} threads"
+        )
+    return opts.model_copy(update={"processes": processes, "workers": workers, "threads": threads})
+
+
+class _Stop(Exception):
+    """Raised by the supervisor's signal handler to leave ``os.wait``."""
+
+
+def _supervise(run: Callable[[], None], processes: int) -> None:
+    """Run ``run`` in ``processes`` forked children sharing the listening socket; restart a
+    child that dies; on SIGTERM or SIGINT stop them all and return.
+
+    The children inherit the loaded model (copy-on-write) and stay in this process group, so
+    stopping the group stops every one of them.
+    """
+    import signal
+
+    children: dict[int, float] = {}
+    quick_deaths = 0
+
+    def spawn() -> None:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child, reported through its exit
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                run()
+            except BaseException:
+                logger.exception("server process %d failed", os.getpid())
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[child] = time.monotonic()
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for _ in range(processes):
+            spawn()
+        logger.info("supervising %d server processes: %s", processes, sorted(children))
+        while True:
+            pid, status = os.wait()
+            born = children.pop(pid, None)
+            if born is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            quick_deaths = quick_deaths + 1 if time.monotonic() - born < 5.0 else 0
+            if quick_deaths >= 3:
+                logger.error("server processes keep exiting (last code %d); stopping", code)
+                break
+            logger.warning("server process %d exited with %d; starting another", pid, code)
+            spawn()
+    except _Stop:
+        logger.info("stopping %d server processes", len(children))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_children(children)
+
+
+def _stop_children(children: dict[int, float], timeout: float = 10.0) -> None:
+    import signal
+
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while children and time.monotonic() < deadline:
+        for pid in list(children):
+            with contextlib.suppress(ChildProcessError):
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if not done:
+                    continue
+            children.pop(pid, None)
+        time.sleep(0.05)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _bind(host: str, port: int, fallback: bool) -> socket.socket:
@@ -699,6 +849,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms)
     parser.add_argument("--request-timeout", type=float, default=defaults.request_timeout_s)
     parser.add_argument("--max-pending", type=int, default=defaults.max_pending)
+    parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--access-log", action="store_true")
@@ -718,6 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_wait_ms=args.batch_wait_ms,
         request_timeout_s=args.request_timeout,
         max_pending=args.max_pending,
+        processes=args.processes,
         workers=args.workers,
         threads=args.threads,
         access_log=args.access_log,

@@ -389,6 +389,8 @@ def _log_params(client: Any, run_id: str, params: TrainingParameters, config: Tr
         "min_size": config.min_size,
         "max_size": config.max_size,
         "augmentation": config.augmentation,
+        "precision": config.precision,
+        "ema": config.ema,
     }
     merged = {**resolved, **given}
     client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(merged.items())])

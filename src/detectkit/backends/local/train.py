@@ -12,6 +12,7 @@ torch and torchvision are imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -42,6 +43,7 @@ __all__ = [
     "detect",
     "fit",
     "trial_config",
+    "use_bf16",
 ]
 
 Augmentation = Literal["none", "flip", "ssd"]
@@ -55,7 +57,8 @@ _UNSUPPORTED = {
     "model_size": "model_size is a yolov5 parameter",
     "multi_scale": "multi_scale is a yolov5 parameter",
 }
-_ADVANCED = ("pretrained", "checkpoint_path", "augmentation")
+_ADVANCED = ("pretrained", "checkpoint_path", "augmentation", "precision", "ema")
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 # ====================================================================== configuration
@@ -98,6 +101,8 @@ class TrialConfig:
     validation_iou_threshold: float = 0.5
     metric_type: Literal["voc", "coco"] = "voc"
     augmentation: Augmentation = "flip"
+    precision: Precision = "auto"
+    ema: bool = True
     checkpoint: str | None = None
 
     def inference_settings(self) -> dict[str, Any]:
@@ -121,7 +126,11 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
     one); the MobileNet Faster R-CNNs with a 320-pixel short side (see
     :data:`~detectkit.backends.local.models.LOCAL_MODELS`). ``advanced_settings`` may hold ``pretrained`` (default true: ImageNet backbone
     weights), ``checkpoint_path`` (an MLflow model folder or a ``state_dict`` file to start
-    from) and ``augmentation`` (``"none"``, ``"flip"`` (the default), ``"ssd"``).
+    from), ``augmentation`` (``"none"``, ``"flip"`` (the default), ``"ssd"``), ``precision``
+    (``"auto"``, the default: bfloat16 mixed precision for the training passes where the
+    processor computes it natively (AVX512-BF16 or AMX CPUs, bfloat16 GPUs), float32
+    elsewhere; ``"fp32"``; ``"bf16"``) and ``ema`` (default true: validate and keep an
+    exponential moving average of the weights over about two epochs).
 
     Raises:
         InvalidSettingsError: The model is not a local model, a parameter has no local
@@ -146,6 +155,14 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
     pretrained = advanced.get("pretrained", True)
     if not isinstance(pretrained, bool):
         problems.append(f"advanced_settings.pretrained: expected true or false, got {pretrained!r}")
+    precision = advanced.get("precision", "auto")
+    if precision not in ("auto", "fp32", "bf16"):
+        problems.append(
+            f"advanced_settings.precision: expected 'auto', 'fp32' or 'bf16', got {precision!r}"
+        )
+    ema = advanced.get("ema", True)
+    if not isinstance(ema, bool):
+        problems.append(f"advanced_settings.ema: expected true or false, got {ema!r}")
     if problems:
         raise InvalidSettingsError(
             "training parameters the local backend cannot honour:\n  " + "\n  ".join(problems)
@@ -194,6 +211,8 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
         validation_iou_threshold=params.validation_iou_threshold or 0.5,
         metric_type="coco" if metric in ("coco", "coco_voc") else "voc",
         augmentation=augmentation,
+        precision=precision,
+        ema=ema,
         checkpoint=advanced.get("checkpoint_path") or checkpoint,
     )
 
@@ -416,6 +435,42 @@ class TrialResult:
     history: list[EpochRecord] = field(default_factory=list)
 
 
+def use_bf16(precision: str, device: str) -> bool:
+    """Whether training passes run under bfloat16 autocast: ``precision="auto"`` chooses it
+    where the processor computes bfloat16 natively (emulated bfloat16 is slower than float32)."""
+    torch = import_torch()
+    if precision != "auto":
+        return precision == "bf16"
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+class _Ema:
+    """Exponential moving average of a model's weights (floating-point parameters and
+    buffers; integer buffers are copied). The window is about two epochs, shorter while
+    few steps have been taken."""
+
+    def __init__(self, model: Any, steps_per_epoch: int) -> None:
+        self.decay = 1.0 - 1.0 / max(2.0 * steps_per_epoch, 10.0)
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, model: Any) -> None:
+        torch = import_torch()
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for key, value in model.state_dict().items():
+                average = self.state[key]
+                if average.dtype.is_floating_point:
+                    average.mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+                else:
+                    average.copy_(value)
+
+
 class _Terminate(Exception):
     """Raised by an epoch callback to stop the trial (early termination policy)."""
 
@@ -507,12 +562,35 @@ def fit(
     val = _load_samples(validation_data, config, train=False)
     if len(train) == 0:
         raise InvalidSettingsError("training data: no images to train on")
-    model = _new_model(config, len(classes)).to(device)
+    # channels-last convolutions are faster on CPUs (oneDNN) and on GPUs alike
+    model = _new_model(config, len(classes)).to(device, memory_format=torch.channels_last)
     optimizer = _optimizer(model, config)
     augment = _augmenter(config)
     steps_per_epoch = max(
         1, math.ceil(len(train) / (config.batch_size * config.gradient_accumulation))
     )
+    mixed = use_bf16(config.precision, device)
+    ema = _Ema(model, steps_per_epoch) if config.ema else None
+
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        if mixed:
+            return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def weights() -> dict[str, Any]:
+        """The weights to validate and keep: the moving average when there is one."""
+        return ema.state if ema is not None else model.state_dict()
+
+    def validate() -> dict[str, float]:
+        if ema is None:
+            return _validate(model, val, validation_data, config)
+        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(ema.state)
+        try:
+            return _validate(model, val, validation_data, config)
+        finally:
+            model.load_state_dict(live)
+
     total_epochs = config.epochs
     history: list[EpochRecord] = []
     best: dict[str, float] = {}
@@ -542,7 +620,9 @@ def fit(
                     image, boxes, labels = augment(train.images[i], train.boxes[i], train.labels[i])
                     images.append(image.to(device).float().div_(255))
                     targets.append({"boxes": boxes.to(device).float(), "labels": labels.to(device)})
-                losses = model(images, targets)
+                with autocast():
+                    losses = model(images, targets)
+                losses = {k: v.float() for k, v in losses.items()}
                 loss = sum(losses.values())
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -558,6 +638,8 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
+                    if ema is not None:
+                        ema.update(model)
                     step += 1
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
@@ -574,13 +656,11 @@ def fit(
         )
         last = stopped != "completed" or epoch >= total_epochs
         if batches and (last or epoch % config.evaluation_frequency == 0):
-            record.metrics = _validate(model, val, validation_data, config)
+            record.metrics = validate()
             score = record.metrics["mean_average_precision"]
             if best_state is None or score > best["mean_average_precision"]:
                 best, best_epoch, since_best = record.metrics, epoch, 0
-                best_state = {
-                    k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
-                }
+                best_state = {k: v.detach().to("cpu").clone() for k, v in weights().items()}
             else:
                 since_best += 1
         record.seconds = time.monotonic() - tick
@@ -611,16 +691,16 @@ def fit(
         stopped = "timeout"
     final = history[-1] if history else None
     if final is not None and final.metrics is None and stopped != "early_termination":
-        final.metrics = _validate(model, val, validation_data, config)
+        final.metrics = validate()
         if (
             best_state is None
             or final.metrics["mean_average_precision"] > best["mean_average_precision"]
         ):
             best, best_epoch = final.metrics, final.epoch
-            best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().to("cpu").clone() for k, v in weights().items()}
     if best_state is None:  # stopped before any evaluation: score what there is
-        best, best_epoch = _validate(model, val, validation_data, config), epoch
-        best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+        best, best_epoch = validate(), epoch
+        best_state = {k: v.detach().to("cpu").clone() for k, v in weights().items()}
     return TrialResult(best_state, best, best_epoch, epoch, stopped, history)
 
 
