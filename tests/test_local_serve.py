@@ -75,6 +75,15 @@ def png(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
+def jpeg_with_big_exif() -> bytes:
+    """A JPEG whose EXIF block (20 KB of comment) puts its size marker far from the start."""
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x9286] = "x" * 20_000  # UserComment
+    Image.new("RGB", (33, 17), (10, 20, 30)).save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -152,6 +161,7 @@ def port_key(served: tuple[LocalEndpoints, Endpoint]) -> tuple[int, str]:
         (body(b64(png(3, 2))), 1),
         (json.dumps({"input_data": {"data": [[b64(png(3, 2))]]}}).encode(), 1),  # split rows
         (body(base64.encodebytes(png(40, 30)).decode(), b64(png(2, 2))), 2),  # line breaks
+        (body(b64(jpeg_with_big_exif())), 1),  # the header lies past the decoded prefix
     ],
 )
 def test_parse_accepts_contract_shapes(payload: bytes, expected: int) -> None:
@@ -170,7 +180,12 @@ def test_parse_accepts_contract_shapes(payload: bytes, expected: int) -> None:
         (b'{"input_data": {"columns": ["img"], "data": ["x"]}}', "input_data.columns"),
         (b'{"input_data": {"data": [7]}}', "input_data.data[0]: expected a base64 string"),
         (body(b64(png(2, 2)), "@@not base64@@"), "input_data.data[1]: not valid base64"),
+        (body(b64(png(2, 2)) + "é"), "not valid base64 (character 'é' at"),
+        (body(b64(png(9, 9))[:-8] + "*" + b64(png(9, 9))[-7:]), "not valid base64 (character '*'"),
+        (body("QUJD" + "=" + "QUJD"), "not valid base64 ('=' padding at 4)"),
+        (body(b64(png(2, 2))[:-1]), "expected a multiple of 4"),
         (body(b64(b"hello, not an image")), "input_data.data[0]: not an image"),
+        (body(b64(png(64, 64))[:12]), "input_data.data[0]: not an image"),  # cut in the header
     ],
 )
 def test_parse_names_the_problem(payload: bytes, message: str) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import binascii
 import contextlib
 import hmac
@@ -43,6 +42,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -139,7 +139,6 @@ def parse_scoring_request(body: bytes) -> list[str]:
         ScoringRequestError: 400 naming the problem (``input_data.data[3]: not valid
             base64``).
     """
-    from PIL import Image, UnidentifiedImageError
 
     try:
         request = json.loads(body)
@@ -175,27 +174,72 @@ def parse_scoring_request(body: bytes) -> list[str]:
                 "InvalidInputData",
                 f"input_data.data[{i}]: expected a base64 string, got {_kind(value)}",
             )
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            try:
-                raw = base64.b64decode("".join(value.split()), validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise _bad(
-                    "InvalidBase64", f"input_data.data[{i}]: not valid base64 ({exc})"
-                ) from None
-        try:
-            with Image.open(io.BytesIO(raw)) as image:
-                if image.width < 1 or image.height < 1:
-                    raise UnidentifiedImageError("zero-sized image")
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        encoded = _check_base64(value, i)
+        # the header is near the start: decode a prefix, and all of it only when that fails
+        head = binascii.a2b_base64(encoded[:_HEAD_CHARS])
+        problem = _image_problem(head)
+        if problem is not None and len(encoded) > _HEAD_CHARS:
+            head = binascii.a2b_base64(encoded)
+            problem = _image_problem(head)
+        if problem is not None:
             raise _bad(
                 "InvalidImage",
-                f"input_data.data[{i}]: not an image Pillow can read ({len(raw)} bytes "
-                f"starting {raw[:8]!r}: {exc})",
-            ) from None
+                f"input_data.data[{i}]: not an image Pillow can read (base64 of "
+                f"{len(encoded) // 4 * 3} bytes starting {head[:8]!r}: {problem})",
+            )
         images.append(value)
     return images
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_HEAD_CHARS = 4096  # base64 characters decoded to read an image header (3 KiB)
+
+
+def _check_base64(value: str, index: int) -> bytes:
+    """``value`` as ASCII bytes without line breaks, checked to be strict base64 (the
+    alphabet, padding only at the end, a length that is a multiple of 4) without decoding it:
+    the model decodes it anyway, and checking costs a tenth of decoding."""
+    where = f"input_data.data[{index}]"
+    try:
+        encoded = value.encode("ascii")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise _bad(
+            "InvalidBase64", f"{where}: not valid base64 (character {bad!r} at {exc.start})"
+        ) from None
+    if encoded.translate(None, _B64_ALPHABET):  # something besides base64 digits
+        encoded = encoded.translate(None, b" \t\r\n")  # base64.encodebytes breaks lines
+        stray = encoded.translate(None, _B64_ALPHABET)
+        if stray:
+            raise _bad(
+                "InvalidBase64",
+                f"{where}: not valid base64 (character {chr(stray[0])!r} at "
+                f"{encoded.index(stray[:1])})",
+            )
+    padding = encoded.find(b"=")
+    if padding != -1 and (padding < len(encoded) - 2 or encoded[padding:] not in (b"=", b"==")):
+        raise _bad("InvalidBase64", f"{where}: not valid base64 ('=' padding at {padding})")
+    if len(encoded) % 4:
+        raise _bad(
+            "InvalidBase64",
+            f"{where}: not valid base64 ({len(encoded)} characters: expected a multiple of 4)",
+        )
+    return encoded
+
+
+def _image_problem(data: bytes) -> str | None:
+    """Why Pillow cannot read an image header from ``data``, or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width < 1 or image.height < 1:
+                return "zero-sized image"
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    except (SyntaxError, IndexError, TypeError, struct.error) as exc:  # truncated headers
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def normalize_output(output: Any, expected: int) -> list[Any]:
