@@ -345,13 +345,18 @@ def test_fit_reports_losses_metrics_and_keeps_the_best_epoch(trained: train.Tria
     )
 
 
-def test_fit_without_weight_average_in_float32(tiny: tuple[object, object]) -> None:
+def test_fit_without_weight_average_or_augmentation_in_float32(tiny: tuple[object, object]) -> None:
     config = train.trial_config(
         TrainingParameters(
             model_name="ssdlite_mobilenet_v2",
             number_of_epochs=1,
             min_size=64,
-            advanced_settings={"pretrained": False, "precision": "fp32", "ema": False},
+            advanced_settings={
+                "pretrained": False,
+                "precision": "fp32",
+                "ema": False,
+                "augmentation": "none",
+            },
         )
     )
     result = train.fit(config, *tiny, progress=False)  # type: ignore[arg-type]

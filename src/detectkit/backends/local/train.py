@@ -295,10 +295,10 @@ def _augmenter(config: TrialConfig) -> Callable[[Any, Any, Any], tuple[Any, Any,
             T.RandomHorizontalFlip(),
             T.SanitizeBoundingBoxes(),
         ]
-    pipeline = T.Compose(steps)
+    pipeline = T.Compose(steps) if steps else None  # Compose refuses an empty list
 
     def apply(image: Any, boxes: Any, labels: Any) -> tuple[Any, Any, Any]:
-        if not steps:
+        if pipeline is None:
             return image, boxes, labels
         height, width = image.shape[-2:]
         sample = {
