@@ -174,6 +174,8 @@ def test_precision_and_weight_average_settings() -> None:
     assert not train.use_bf16("fp32", "cpu") and train.use_bf16("bf16", "cpu")
     native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     assert train.use_bf16("auto", "cpu") == native
+    assert not train.use_bf16("auto", "cpu", from_scratch=True)  # overflows early on
+    assert train.use_bf16("bf16", "cpu", from_scratch=True)  # asked for: given
 
 
 def test_weight_average_follows_the_model_over_about_two_epochs() -> None:

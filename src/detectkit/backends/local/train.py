@@ -128,8 +128,8 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
     weights), ``checkpoint_path`` (an MLflow model folder or a ``state_dict`` file to start
     from), ``augmentation`` (``"none"``, ``"flip"`` (the default), ``"ssd"``), ``precision``
     (``"auto"``, the default: bfloat16 mixed precision for the training passes where the
-    processor computes it natively (AVX512-BF16 or AMX CPUs, bfloat16 GPUs), float32
-    elsewhere; ``"fp32"``; ``"bf16"``) and ``ema`` (default true: validate and keep an
+    processor computes it natively (AVX512-BF16 or AMX CPUs, bfloat16 GPUs) and the model
+    starts from trained weights, float32 elsewhere; ``"fp32"``; ``"bf16"``) and ``ema`` (default true: validate and keep an
     exponential moving average of the weights over about two epochs).
 
     Raises:
@@ -435,12 +435,16 @@ class TrialResult:
     history: list[EpochRecord] = field(default_factory=list)
 
 
-def use_bf16(precision: str, device: str) -> bool:
+def use_bf16(precision: str, device: str, *, from_scratch: bool = False) -> bool:
     """Whether training passes run under bfloat16 autocast: ``precision="auto"`` chooses it
-    where the processor computes bfloat16 natively (emulated bfloat16 is slower than float32)."""
+    where the processor computes bfloat16 natively (emulated bfloat16 is slower than float32)
+    and the model starts from trained weights (from scratch, early activations overflow
+    bfloat16: a from-scratch SSD lost its loss to NaN in its first epoch)."""
     torch = import_torch()
     if precision != "auto":
         return precision == "bf16"
+    if from_scratch:
+        return False
     if device.startswith("cuda"):
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     cpu = getattr(torch, "cpu", None)
@@ -569,12 +573,17 @@ def fit(
     steps_per_epoch = max(
         1, math.ceil(len(train) / (config.batch_size * config.gradient_accumulation))
     )
-    mixed = use_bf16(config.precision, device)
+    mixed = use_bf16(
+        config.precision, device, from_scratch=not (config.pretrained or config.checkpoint)
+    )
     ema = _Ema(model, steps_per_epoch) if config.ema else None
 
     def autocast() -> contextlib.AbstractContextManager[Any]:
         if mixed:
-            return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+            context: contextlib.AbstractContextManager[Any] = torch.autocast(
+                device_type=device.split(":")[0], dtype=torch.bfloat16
+            )
+            return context
         return contextlib.nullcontext()
 
     def weights() -> dict[str, Any]:
