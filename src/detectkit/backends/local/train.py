@@ -118,6 +118,26 @@ class TrialConfig:
         }
 
 
+def _advanced(
+    advanced: dict[str, Any],
+    key: str,
+    default: Any,
+    allowed: tuple[Any, ...],
+    problems: list[str],
+) -> Any:
+    """``advanced[key]`` (or ``default``); a problem is noted when it is not one of ``allowed``
+    (switches must be real booleans: ``1`` is not ``true``)."""
+    value = advanced.get(key, default)
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    else:
+        ok = value in allowed
+        expected = ", ".join(map(repr, allowed[:-1])) + f" or {allowed[-1]!r}"
+    if not ok:
+        problems.append(f"advanced_settings.{key}: expected {expected}, got {value!r}")
+    return value
+
+
 def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -> TrialConfig:
     """Resolve one trial's parameters with the local defaults of its model.
 
@@ -147,22 +167,10 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
             f"advanced_settings: unknown key(s) {unknown} for the local backend "
             f"(expected some of {list(_ADVANCED)})"
         )
-    augmentation = advanced.get("augmentation", "flip")
-    if augmentation not in ("none", "flip", "ssd"):
-        problems.append(
-            f"advanced_settings.augmentation: expected 'none', 'flip' or 'ssd', got {augmentation!r}"
-        )
-    pretrained = advanced.get("pretrained", True)
-    if not isinstance(pretrained, bool):
-        problems.append(f"advanced_settings.pretrained: expected true or false, got {pretrained!r}")
-    precision = advanced.get("precision", "auto")
-    if precision not in ("auto", "fp32", "bf16"):
-        problems.append(
-            f"advanced_settings.precision: expected 'auto', 'fp32' or 'bf16', got {precision!r}"
-        )
-    ema = advanced.get("ema", True)
-    if not isinstance(ema, bool):
-        problems.append(f"advanced_settings.ema: expected true or false, got {ema!r}")
+    augmentation = _advanced(advanced, "augmentation", "flip", ("none", "flip", "ssd"), problems)
+    pretrained = _advanced(advanced, "pretrained", True, (True, False), problems)
+    precision = _advanced(advanced, "precision", "auto", ("auto", "fp32", "bf16"), problems)
+    ema = _advanced(advanced, "ema", True, (True, False), problems)
     if problems:
         raise InvalidSettingsError(
             "training parameters the local backend cannot honour:\n  " + "\n  ".join(problems)
