@@ -1,4 +1,4 @@
-"""Drawing speed: detectkit.viz.draw versus supervision's BoxAnnotator + LabelAnnotator.
+"""Drawing speed: detectkit.viz.drawing versus supervision's BoxAnnotator + LabelAnnotator.
 
 Generates ``--images`` RGB images of 1024 x 768 with ``--boxes`` labelled, scored boxes each
 (seeded, nothing read from disk), then times, per image:

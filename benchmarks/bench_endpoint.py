@@ -56,7 +56,7 @@ import numpy as np
 from detectkit.backends.local.endpoints import LocalEndpoints
 from detectkit.backends.local.serve import ServerOptions
 from detectkit.resources import ModelInfo
-from detectkit.settings import DeploymentSettings
+from detectkit.settings.request import DeploymentSettings
 from detectkit.synthetic import CARD_CLASSES, render_image
 
 HOST = "127.0.0.1"

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from detectkit import Box, ImageRecord, LabeledDataset, ObjectAnnotation
-from detectkit.evaluation import evaluate, evaluate_coco_files
+from detectkit.evaluation.pipeline import evaluate, evaluate_coco_files
 from detectkit.prediction import Detections, Prediction
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from detectkit.scoring import parse_response
+from detectkit.scoring.response import parse_response
 
 CLASSES = ("can", "carton", "milk_bottle", "water_bottle", "juice", "yogurt", "egg", "apple")
 WIDTH, HEIGHT = 1024, 768

@@ -605,7 +605,7 @@ def _http_error(cls_name: str, status: int, message: str) -> Exception:
     ],
 )
 def test_translate_error(make: Any, expected: type[Exception], text: str, azure_ml: None) -> None:
-    from detectkit.backends.azure import translate_error
+    from detectkit.backends.azure.backend import translate_error
 
     err = translate_error(make(), "endpoint 'x'")
     assert type(err) is expected

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from detectkit import InvalidSettingsError
-from detectkit.backends.azure_jobs import (
+from detectkit.backends.azure.jobs import (
     build_deployment_entities,
     build_job,
     data_input_path,
     model_reference,
 )
-from detectkit.settings import (
+from detectkit.settings.request import (
     BanditPolicy,
     Choice,
     DeploymentSettings,
@@ -150,7 +150,7 @@ def test_fridge_sweep_equals_the_official_yaml(aml: ModuleType, in_fixtures: Pat
 def test_search_space_strings_match_azure_ml(aml: ModuleType) -> None:
     from azure.ai.ml.entities._job.automl.search_space_utils import _convert_to_rest_object
 
-    from detectkit.backends.azure_jobs import _distribution
+    from detectkit.backends.azure.jobs import _distribution
 
     distributions = [
         Choice(["yolov5", "fasterrcnn_resnet50_fpn"]),
@@ -314,7 +314,7 @@ def test_checks_fail_before_azure_ml_is_imported() -> None:
     code = (
         "import sys\n"
         "from detectkit import InvalidSettingsError, TrainingRequest\n"
-        "from detectkit.backends.azure_jobs import build_job, build_deployment_entities\n"
+        "from detectkit.backends.azure.jobs import build_job, build_deployment_entities\n"
         "from detectkit.settings import DeploymentSettings\n"
         "for call in (\n"
         "    lambda: build_job(TrainingRequest.build('fridge:1', models='yolov8')),\n"

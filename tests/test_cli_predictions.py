@@ -12,7 +12,7 @@ from PIL import Image
 from detectkit.cli import main
 from detectkit.dataset import ImageRecord, LabeledDataset
 from detectkit.prediction import Detections, Prediction
-from detectkit.scoring import format_response
+from detectkit.scoring.response import format_response
 
 
 def _prediction(

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from detectkit import Box, ImageRecord, InvalidInputError, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError
-from detectkit.evaluation import (
+from detectkit.evaluation.pipeline import (
     CocoStats,
     EvaluationReport,
     evaluate,

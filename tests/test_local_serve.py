@@ -39,7 +39,7 @@ from detectkit.backends.local.serve import (
 )
 from detectkit.errors import EndpointError, InvalidInputError, NotFoundError
 from detectkit.resources import Endpoint, ModelInfo
-from detectkit.settings import DeploymentSettings
+from detectkit.settings.request import DeploymentSettings
 
 pytestmark = pytest.mark.local
 

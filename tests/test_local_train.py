@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from detectkit.errors import InvalidSettingsError, NotFoundError
-from detectkit.settings import (
+from detectkit.settings.request import (
     BanditPolicy,
     Choice,
     MedianStoppingPolicy,
@@ -387,7 +387,7 @@ def test_saved_model_loads_with_mlflow_and_answers_the_scoring_contract(
     from PIL import Image
 
     from detectkit.backends.local.pyfunc import save_model
-    from detectkit.scoring import format_response, parse_response
+    from detectkit.scoring.response import format_response, parse_response
 
     dataset = tiny[0]
     classes = dataset.classes  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from detectkit import InvalidInputError, InvalidResponseError, NotFoundError
 from detectkit.prediction import Detections, Prediction
-from detectkit.scoring import (
+from detectkit.scoring.response import (
     build_request,
     decode_request,
     encode_request,

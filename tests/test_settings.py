@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from detectkit import InvalidSettingsError
-from detectkit.settings import (
+from detectkit.settings.request import (
     AZURE_MODELS,
     BanditPolicy,
     Choice,

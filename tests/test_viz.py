@@ -17,9 +17,10 @@ from detectkit import viz
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError
-from detectkit.evaluation import EvaluationReport, ImageMatches, evaluate
+from detectkit.evaluation.pipeline import EvaluationReport, ImageMatches, evaluate
 from detectkit.prediction import Detections, Prediction
 from detectkit.synthetic import make_dataset
+from detectkit.viz import drawing as viz_draw
 
 GREY = (128, 128, 128)
 
@@ -202,7 +203,7 @@ def test_draw_label_is_filled_with_the_class_colour_above_the_box() -> None:
 def test_draw_label_fill_covers_its_rounded_spot_at_half_pixels(x_px: float) -> None:
     det = Detections([[x_px / 200, 0.5, 0.9, 0.9]], [0.5], [0], classes=["can"])
     out = np.asarray(viz.draw(grey(200, 120), det, font_size=13, line_width=1))
-    width, _ = viz._label_plan("can 0.50", 13)
+    width, _ = viz_draw._label_plan("can 0.50", 13)
     left, right = round(x_px), round(x_px + width)  # half to even, as the layout's spot
     row = out[60 - 2]  # in the label's bottom padding, just above the box
     assert tuple(row[left - 1]) == GREY
@@ -211,7 +212,7 @@ def test_draw_label_fill_covers_its_rounded_spot_at_half_pixels(x_px: float) -> 
 
 
 def test_label_cache_keeps_to_its_byte_budget() -> None:
-    cache = viz._LabelCache(budget=60_000)
+    cache = viz_draw._LabelCache(budget=60_000)
     tiles = [cache.get(f"label {i}", 17, viz.PALETTE[0]) for i in range(40)]
     assert cache.used == sum(4 * t.width * t.height for t in cache.tiles.values())
     assert cache.used <= 60_000
@@ -262,9 +263,9 @@ def test_draw_dense_scene_is_fast_and_readable(tmp_path: Path) -> None:
 
 
 def test_draw_scales_line_and_font_with_the_image() -> None:
-    assert viz._auto_sizes(1024, 768) == (2, 17)
-    small_line, small_font = viz._auto_sizes(160, 120)
-    big_line, big_font = viz._auto_sizes(4000, 3000)
+    assert viz_draw._auto_sizes(1024, 768) == (2, 17)
+    small_line, small_font = viz_draw._auto_sizes(160, 120)
+    big_line, big_font = viz_draw._auto_sizes(4000, 3000)
     assert small_line == 1
     assert small_font >= 11
     assert big_line > 2
@@ -358,7 +359,7 @@ def test_comparison_ignores_detections_of_crowd_regions() -> None:
     record = ImageRecord(image="x", objects=(obj("can", 0.1, 0.1, 0.5, 0.5, is_crowd=True),))
     det = Detections([[0.1, 0.1, 0.5, 0.5]], [0.9], [0], classes=CLASSES)
     out = np.asarray(viz.plot_comparison(grey(400, 300), record, det, line_width=3))
-    assert edge(out, 0.1, 0.1, 0.5) == viz._IGNORED_COLOUR
+    assert edge(out, 0.1, 0.1, 0.5) == viz_draw._IGNORED_COLOUR
 
 
 # ----------------------------------------------------------------------------- matplotlib

@@ -180,7 +180,7 @@ if TYPE_CHECKING:
         QuotaError,
         RunFailedError,
     )
-    from detectkit.evaluation import EvaluationReport, evaluate, evaluate_coco_files
+    from detectkit.evaluation.pipeline import EvaluationReport, evaluate, evaluate_coco_files
     from detectkit.formats import detect_format, read_dataset, write_dataset
     from detectkit.formats.azureml import read_azureml, write_azureml
     from detectkit.formats.coco import read_coco, write_coco
@@ -196,8 +196,8 @@ if TYPE_CHECKING:
         RunStatus,
         Trial,
     )
-    from detectkit.scoring import build_request, parse_batch_output, parse_response
-    from detectkit.settings import (
+    from detectkit.scoring.response import build_request, parse_batch_output, parse_response
+    from detectkit.settings.request import (
         BanditPolicy,
         Choice,
         DeploymentSettings,

@@ -298,8 +298,8 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 def _cmd_draw(args: argparse.Namespace) -> int:
     from detectkit.images import image_size
-    from detectkit.scoring import read_predictions
-    from detectkit.viz import draw
+    from detectkit.scoring.response import read_predictions
+    from detectkit.viz.drawing import draw
 
     size = image_size(args.image)
     predictions = read_predictions(args.prediction, images=[args.image], sizes=[size])
@@ -315,8 +315,8 @@ def _cmd_draw(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from detectkit.evaluation import evaluate, evaluate_coco_files
-    from detectkit.scoring import read_predictions
+    from detectkit.evaluation.pipeline import evaluate, evaluate_coco_files
+    from detectkit.scoring.response import read_predictions
 
     results = _coco_results(Path(args.predictions))
     if results is not None:
@@ -341,7 +341,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(report.to_text())
     if args.plots:
-        from detectkit.viz import plot_confusion_matrix, plot_pr_curves
+        from detectkit.viz.drawing import plot_confusion_matrix, plot_pr_curves
 
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)

@@ -454,7 +454,7 @@ class LabeledDataset:
 
     def plot_class_distribution(self, *, title: str | None = None) -> Figure:
         """Bar chart of boxes and images per class (matplotlib ``Figure``)."""
-        from detectkit.viz import plot_class_distribution
+        from detectkit.viz.drawing import plot_class_distribution
 
         return plot_class_distribution(self, title=title)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from detectkit.evaluation import EvaluationReport
+    from detectkit.evaluation.pipeline import EvaluationReport
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -249,7 +249,7 @@ def _step_train(project: Any, asset: Any, recipe: _Recipe, say: Callable[[str], 
 
 
 def _step_predict(endpoint: Any, holdout: Any, say: Callable[[str], None]) -> tuple[Any, Any]:
-    from detectkit.evaluation import evaluate
+    from detectkit.evaluation.pipeline import evaluate
 
     images = [record.image for record in holdout.records]
     predictions = []
@@ -265,7 +265,7 @@ def _step_predict(endpoint: Any, holdout: Any, say: Callable[[str], None]) -> tu
 def _step_pictures(
     folder: Path, dataset: Any, holdout: Any, predictions: Any, say: Callable[[str], None]
 ) -> tuple[Path, Path]:
-    from detectkit.viz import draw, plot_class_distribution
+    from detectkit.viz.drawing import draw, plot_class_distribution
 
     annotated = folder / "prediction.png"
     draw(holdout.records[0].image, predictions[0], min_score=0.5).save(annotated)

@@ -645,7 +645,7 @@ class Prediction:
         if self.image is None or is_remote(self.image) or not Path(self.image).is_file():
             return None
         try:
-            from detectkit.viz import draw
+            from detectkit.viz.drawing import draw
 
             picture = draw(self.image, self)
             buffer = io.BytesIO()

@@ -25,7 +25,7 @@ from detectkit.resources import (
 
 if TYPE_CHECKING:
     from detectkit.dataset import LabeledDataset
-    from detectkit.settings import (
+    from detectkit.settings.request import (
         DeploymentSettings,
         Limits,
         SearchSpace,
@@ -203,7 +203,7 @@ class Project:
         ):
             if not value or not isinstance(value, str):
                 raise InvalidInputError(f"{field}: expected a non-empty string, got {value!r}")
-        from detectkit.backends.azure import AzureBackend
+        from detectkit.backends.azure.backend import AzureBackend
 
         return cls(
             AzureBackend(
@@ -333,7 +333,7 @@ class Project:
             dry_run: Return what would be submitted (Azure: the azure-ai-ml job) without
                 submitting anything.
         """
-        from detectkit.settings import TrainingRequest
+        from detectkit.settings.request import TrainingRequest
 
         request = TrainingRequest.build(
             _data_uri(training_data),
@@ -372,7 +372,7 @@ class Project:
             instance_count: Number of instances.
             settings: Probe, timeout and scaling settings (defaults suit detection models).
         """
-        from detectkit.settings import DeploymentSettings
+        from detectkit.settings.request import DeploymentSettings
 
         _check_endpoint_name(endpoint, "endpoint")
         _check_endpoint_name(deployment, "deployment")

@@ -13,19 +13,15 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from detectkit.errors import InvalidInputError, OperationTimeoutError, RunFailedError
 
 if TYPE_CHECKING:
     from detectkit.backends.base import Backend
     from detectkit.prediction import Prediction
-    from detectkit.scoring import ImageInput
+    from detectkit.scoring.response import ImageInput
 
 __all__ = [
     "DatasetAsset",
@@ -41,141 +37,15 @@ __all__ = [
 ]
 
 
-class RunStatus(str, Enum):
-    """Status of a training run. Unknown service values map to ``UNKNOWN`` (the raw value is
-    kept in ``RunInfo.status_raw``)."""
-
-    NOT_STARTED = "NotStarted"
-    SCHEDULED = "Scheduled"
-    STARTING = "Starting"
-    PROVISIONING = "Provisioning"
-    PREPARING = "Preparing"
-    QUEUED = "Queued"
-    RUNNING = "Running"
-    FINALIZING = "Finalizing"
-    CANCEL_REQUESTED = "CancelRequested"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELED = "Canceled"
-    NOT_RESPONDING = "NotResponding"
-    PAUSED = "Paused"
-    UNKNOWN = "Unknown"
-
-    @classmethod
-    def parse(cls, value: str | None) -> RunStatus:
-        """Map a service status string (any case, ``FINISHED``/``KILLED`` from MLflow too)."""
-        if value is None:
-            return cls.UNKNOWN
-        key = value.replace("_", "").replace(" ", "").lower()
-        aliases = {"finished": cls.COMPLETED, "killed": cls.CANCELED, "cancelled": cls.CANCELED}
-        if key in aliases:
-            return aliases[key]
-        for member in cls:
-            if member.value.lower() == key:
-                return member
-        return cls.UNKNOWN
-
-    @property
-    def is_terminal(self) -> bool:
-        """True once the run will not change any more."""
-        return self in (
-            RunStatus.COMPLETED,
-            RunStatus.FAILED,
-            RunStatus.CANCELED,
-            RunStatus.NOT_RESPONDING,
-            RunStatus.PAUSED,
-        )
-
-
-_RECORD = ConfigDict(frozen=True, extra="ignore")
-
-
-class DatasetAsset(BaseModel):
-    """A registered data asset (an MLTable folder with JSONL annotations and images)."""
-
-    model_config = _RECORD
-
-    name: str
-    version: str
-    uri: str
-    description: str | None = None
-    images: int | None = None
-    boxes: int | None = None
-
-    def __repr__(self) -> str:
-        return f"DatasetAsset(name={self.name!r}, version={self.version!r}, uri={self.uri!r})"
-
-
-class RunInfo(BaseModel):
-    """What a backend knows of a training run."""
-
-    model_config = _RECORD
-
-    name: str
-    status: RunStatus = RunStatus.UNKNOWN
-    status_raw: str | None = None
-    display_name: str | None = None
-    experiment: str | None = None
-    studio_url: str | None = None
-    error: str | None = None
-    created_at: datetime | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-
-
-class Trial(BaseModel):
-    """One child run of a sweep, with its hyperparameters and metrics."""
-
-    model_config = _RECORD
-
-    name: str
-    status: RunStatus = RunStatus.UNKNOWN
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    is_best: bool = False
-
-    def __repr__(self) -> str:
-        metric = self.metrics.get("mean_average_precision")
-        shown = f", mean_average_precision={metric:.4f}" if metric is not None else ""
-        best = ", best" if self.is_best else ""
-        return f"Trial(name={self.name!r}, status={self.status.value}{shown}{best})"
-
-
-class ModelInfo(BaseModel):
-    """A registered model version."""
-
-    model_config = _RECORD
-
-    name: str
-    version: str
-    uri: str
-    type: str = "mlflow_model"
-    description: str | None = None
-    run_name: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-
-
-class EndpointKeys(BaseModel):
-    """Endpoint keys; never shown in a repr, a log line or an error message."""
-
-    model_config = ConfigDict(frozen=True)
-
-    primary: SecretStr
-    secondary: SecretStr | None = None
-
-
-class EndpointInfo(BaseModel):
-    """What a backend knows of an online endpoint."""
-
-    model_config = _RECORD
-
-    name: str
-    scoring_uri: str | None = None
-    traffic: dict[str, int] = Field(default_factory=dict)
-    state: str = "Unknown"
-    auth_mode: str = "key"
-    deployments: tuple[str, ...] = ()
-    model: str | None = None
-    error: str | None = None  # why it is not serving (locally: the end of the server log)
+from detectkit.records import (
+    DatasetAsset,
+    EndpointInfo,
+    EndpointKeys,
+    ModelInfo,
+    RunInfo,
+    RunStatus,
+    Trial,
+)
 
 
 # --------------------------------------------------------------------------- handles
@@ -379,7 +249,7 @@ class Endpoint:
             deployment: Route to this deployment (default: the endpoint's traffic rules).
             timeout: Seconds to wait for the answer.
         """
-        from detectkit.scoring import encode_request, image_sizes, parse_response
+        from detectkit.scoring.response import encode_request, image_sizes, parse_response
 
         items = _as_list(images)
         if not items:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from detectkit.dataset import LabeledDataset
-    from detectkit.resources import (
+    from detectkit.records import (
         DatasetAsset,
         EndpointInfo,
         EndpointKeys,
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         RunInfo,
         Trial,
     )
-    from detectkit.settings import DeploymentSettings, TrainingRequest
+    from detectkit.settings.request import DeploymentSettings, TrainingRequest
 
 __all__ = ["Backend", "ModelSource"]
 

@@ -33,6 +33,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from detectkit.backends.mlflow_runs import (
+    BEST_CHILD_TAG,
+    LABELS_ARTIFACT,
+    MODEL_ARTIFACT,
+    child_runs,
+    mlflow_error,
+    quiet_mlflow,
+    trial_from_run,
+    version_key,
+)
 from detectkit.errors import (
     ConflictError,
     DetectkitError,
@@ -40,7 +50,7 @@ from detectkit.errors import (
     NotFoundError,
     missing_dependency,
 )
-from detectkit.resources import (
+from detectkit.records import (
     DatasetAsset,
     EndpointInfo,
     EndpointKeys,
@@ -54,13 +64,10 @@ if TYPE_CHECKING:
     from detectkit.backends.base import ModelSource
     from detectkit.backends.local.endpoints import LocalEndpoints
     from detectkit.dataset import LabeledDataset
-    from detectkit.settings import DeploymentSettings, TrainingParameters, TrainingRequest
+    from detectkit.settings.request import DeploymentSettings, TrainingParameters, TrainingRequest
 
 __all__ = ["LocalBackend", "TrainingPlan"]
 
-BEST_CHILD_TAG = "automl_best_child_run_id"
-MODEL_ARTIFACT = "outputs/mlflow-model"
-LABELS_ARTIFACT = "train_artifacts/labels.json"
 DEFAULT_EXPERIMENT = "detectkit"
 _ASSET_FILE = "asset.json"
 
@@ -183,11 +190,11 @@ class LocalBackend:
                 f"no data asset {name!r} under {self.datasets_folder} (assets: {known}); "
                 "create one with project.datasets.create(name, dataset)"
             )
-        chosen = version or max(versions, key=_version_key)
+        chosen = version or max(versions, key=version_key)
         if chosen not in versions:
             raise NotFoundError(
                 f"data asset {name!r} has no version {chosen!r} (versions: "
-                f"{', '.join(sorted(versions, key=_version_key))})"
+                f"{', '.join(sorted(versions, key=version_key))})"
             )
         return self._asset(base / chosen)
 
@@ -199,7 +206,7 @@ class LocalBackend:
         for base in sorted(self.datasets_folder.iterdir()):
             versions = _versions(base)
             if versions:
-                out.append(self._asset(base / max(versions, key=_version_key)))
+                out.append(self._asset(base / max(versions, key=version_key)))
         return out
 
     def load_dataset(self, reference: str) -> LabeledDataset:
@@ -258,7 +265,7 @@ class LocalBackend:
         from detectkit.backends.local.models import LOCAL_MODELS, import_torch
         from detectkit.backends.local.sweep import plan_trials
         from detectkit.backends.local.train import trial_config
-        from detectkit.settings import validate_models
+        from detectkit.settings.request import validate_models
 
         validate_models(request.model_names(), LOCAL_MODELS, "local")
         rng = np.random.default_rng(request.parameters.random_seed or 0)
@@ -304,8 +311,6 @@ class LocalBackend:
             )
         run_id = parent.info.run_id
         _log_request(client, run_id, request, len(train), len(val))
-        from detectkit.backends.local.pyfunc import quiet_mlflow
-
         try:
             with quiet_mlflow():
                 status = run_training(
@@ -417,8 +422,6 @@ class LocalBackend:
 
     def list_trials(self, name: str) -> list[Trial]:
         """Every trial of the run, oldest first, with parameters and final metrics."""
-        from detectkit.backends.azure_records import child_runs, trial_from_run
-
         run = self._run(name)
         best = run.data.tags.get(BEST_CHILD_TAG)
         with _mlflow_errors("run", name):
@@ -428,8 +431,6 @@ class LocalBackend:
 
     def best_trial(self, name: str) -> Trial | None:
         """The trial named by the run's ``automl_best_child_run_id`` tag."""
-        from detectkit.backends.azure_records import trial_from_run
-
         best = self._run(name).data.tags.get(BEST_CHILD_TAG)
         return None if not best else trial_from_run(self._run(best), best)
 
@@ -445,7 +446,7 @@ class LocalBackend:
         directory.mkdir(parents=True, exist_ok=True)
         client = self._mlflow()
         with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
-            with _mlflow_errors("model of trial", trial), _quiet():
+            with _mlflow_errors("model of trial", trial), quiet_mlflow():
                 local = client.download_artifacts(trial, MODEL_ARTIFACT, tmp)
                 labels = client.download_artifacts(trial, LABELS_ARTIFACT, tmp)
             if target.exists():
@@ -543,11 +544,11 @@ class LocalBackend:
                 f"no registered model {name!r} in {self.tracking_uri} (models: {known}); "
                 "register one with project.models.register(run, name)"
             )
-        chosen = version or max(versions, key=_version_key)
+        chosen = version or max(versions, key=version_key)
         if chosen not in versions:
             raise NotFoundError(
                 f"model {name!r} has no version {chosen!r} (versions: "
-                f"{', '.join(sorted(versions, key=_version_key))})"
+                f"{', '.join(sorted(versions, key=version_key))})"
             )
         with _mlflow_errors("model", f"{name}:{chosen}"):
             return _model_info(client.get_model_version(name, chosen))
@@ -630,7 +631,7 @@ class LocalBackend:
                 from mlflow.tracking import MlflowClient
             except ImportError as exc:
                 raise missing_dependency("mlflow", "local") from exc
-            with _mlflow_errors("tracking store", self.tracking_uri), _quiet():
+            with _mlflow_errors("tracking store", self.tracking_uri), quiet_mlflow():
                 self._client = MlflowClient(
                     tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
                 )
@@ -651,8 +652,8 @@ class LocalBackend:
         try:
             return client.get_run(name)
         except Exception as exc:
-            if not _is_missing(exc):
-                raise _translate(exc, "run", name) from exc
+            if not isinstance(mlflow_error(exc, "run"), NotFoundError):
+                raise mlflow_error(exc, f"run {name!r}") from exc
         with _mlflow_errors("run", name):
             ids = [e.experiment_id for e in client.search_experiments()]
             found = client.search_runs(
@@ -722,33 +723,12 @@ def _versions(base: Path) -> list[str]:
     return [p.name for p in base.iterdir() if (p / _ASSET_FILE).is_file()]
 
 
-def _version_key(version: str) -> tuple[int, int, str]:
-    return (1, int(version), "") if version.isdigit() else (0, 0, version)
-
-
 def _next_number(versions: list[str]) -> int:
     return max((int(v) for v in versions if v.isdigit()), default=0) + 1
 
 
 def _quote(text: str) -> str:
     return text.replace("'", "\\'")
-
-
-def _is_missing(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "")
-    return code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()
-
-
-def _translate(exc: Exception, what: str, name: str) -> DetectkitError:
-    code = str(getattr(exc, "error_code", ""))
-    message = str(getattr(exc, "message", exc)).splitlines()[0][:500]
-    if code == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower():
-        return NotFoundError(f"{what} {name!r}: {message}")
-    if code == "RESOURCE_ALREADY_EXISTS":
-        return ConflictError(f"{what} {name!r}: {message}")
-    if code == "INVALID_PARAMETER_VALUE":
-        return InvalidInputError(f"{what} {name!r}: {message}")
-    return DetectkitError(f"{what} {name!r}: MLflow error {code or type(exc).__name__}: {message}")
 
 
 @contextlib.contextmanager
@@ -760,11 +740,5 @@ def _mlflow_errors(what: str, name: str = "") -> Iterator[None]:
         raise
     except Exception as exc:
         if type(exc).__module__.startswith(("mlflow", "sqlalchemy")):
-            raise _translate(exc, what, name) from exc
+            raise mlflow_error(exc, f"{what} {name!r}" if name else what) from exc
         raise
-
-
-def _quiet() -> contextlib.AbstractContextManager[None]:
-    from detectkit.backends.local.pyfunc import quiet_mlflow
-
-    return quiet_mlflow()

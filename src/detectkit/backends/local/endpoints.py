@@ -48,10 +48,10 @@ from detectkit.errors import (
     NotFoundError,
     OperationTimeoutError,
 )
-from detectkit.resources import EndpointInfo, EndpointKeys, ModelInfo
+from detectkit.records import EndpointInfo, EndpointKeys, ModelInfo
 
 if TYPE_CHECKING:
-    from detectkit.settings import DeploymentSettings
+    from detectkit.settings.request import DeploymentSettings
 
 __all__ = ["EndpointRecord", "LocalEndpoints"]
 

@@ -158,7 +158,7 @@ def model_spec(name: str) -> ModelSpec:
     Raises:
         InvalidSettingsError: The local backend cannot train ``name``; lists what it can.
     """
-    from detectkit.settings import validate_models
+    from detectkit.settings.request import validate_models
 
     validate_models([name], LOCAL_MODELS, "local")
     return LOCAL_MODELS[name]

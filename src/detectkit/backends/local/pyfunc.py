@@ -30,15 +30,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import io
 import json
-import logging
 import os
 import shutil
 import tempfile
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +43,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 from mlflow.pyfunc.model import PythonModel
+
+from detectkit.backends.mlflow_runs import quiet_mlflow
 
 __all__ = [
     "LABELS_FILE",
@@ -61,28 +60,6 @@ MODEL_FILE = "model.pt"
 SETTINGS_FILE = "settings.json"
 LABELS_FILE = "labels.json"
 _BATCH = 8
-
-
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """Hide MLflow's progress bars, info logs and advice warnings for the duration (the
-    caller reports what happened); an explicit ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` wins."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    had = key in os.environ
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    if not had:
-        os.environ[key] = "false"
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
-            yield
-    finally:
-        logger.setLevel(level)
-        if not had:
-            os.environ.pop(key, None)
 
 
 def requirements() -> list[str]:

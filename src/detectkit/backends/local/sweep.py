@@ -34,13 +34,14 @@ from detectkit.backends.local.train import (
     fit,
     trial_config,
 )
+from detectkit.backends.mlflow_runs import BEST_CHILD_TAG, LABELS_FOLDER, MODEL_ARTIFACT
 from detectkit.errors import InvalidSettingsError, NotFoundError
 
 if TYPE_CHECKING:
     import numpy as np
 
     from detectkit.dataset import LabeledDataset
-    from detectkit.settings import (
+    from detectkit.settings.request import (
         BanditPolicy,
         MedianStoppingPolicy,
         TrainingParameters,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTOMODE_MODELS",
-    "BEST_CHILD_TAG",
     "plan_trials",
     "run_training",
     "termination_reason",
@@ -59,10 +59,7 @@ __all__ = [
 logger = logging.getLogger("detectkit.local")
 
 #: Tag of the parent run naming its best trial, as Azure AutoML sets it.
-BEST_CHILD_TAG = "automl_best_child_run_id"
 #: Where a trial's MLflow model is logged, as on Azure (``outputs/mlflow-model``).
-MODEL_ARTIFACT = "outputs/mlflow-model"
-LABELS_ARTIFACT = "train_artifacts"
 #: Models AutoMode tries locally (CPU-friendly first).
 AUTOMODE_MODELS = (
     "ssdlite_mobilenet_v2",
@@ -86,7 +83,7 @@ def plan_trials(request: TrainingRequest, rng: np.random.Generator) -> Iterator[
         InvalidSettingsError: Bayesian sampling (the local backend samples at random or on
             a grid).
     """
-    from detectkit.settings import Choice, LogUniform, SearchSpace
+    from detectkit.settings.request import Choice, LogUniform, SearchSpace
 
     limit = request.limits.max_trials
     base = request.parameters
@@ -449,6 +446,6 @@ def _finish_trial(
         client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT)
         labels = Path(tmp) / "labels.json"
         labels.write_text(json.dumps(list(classes)), encoding="utf-8")
-        client.log_artifact(run_id, str(labels), LABELS_ARTIFACT)
+        client.log_artifact(run_id, str(labels), LABELS_FOLDER)
     if result.metrics:
         _log_metrics(client, run_id, result.metrics, result.epochs_run + 1)

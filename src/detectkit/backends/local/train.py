@@ -34,7 +34,7 @@ from detectkit.errors import InvalidSettingsError, NotFoundError
 if TYPE_CHECKING:
     from detectkit.dataset import LabeledDataset
     from detectkit.prediction import Detections
-    from detectkit.settings import TrainingParameters
+    from detectkit.settings.request import TrainingParameters
 
 __all__ = [
     "EpochRecord",
@@ -394,7 +394,7 @@ def detect(
 def _validate(
     model: Any, samples: _Samples, dataset: LabeledDataset, config: TrialConfig
 ) -> dict[str, float]:
-    from detectkit.evaluation import evaluate
+    from detectkit.evaluation.pipeline import evaluate
 
     detections = detect(model, samples, dataset.classes, config.validation_batch_size)
     report = evaluate(

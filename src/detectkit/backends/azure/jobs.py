@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from detectkit.errors import InvalidSettingsError, MissingDependencyError
-from detectkit.settings import (
+from detectkit.settings.request import (
     AZURE_MODELS,
     Choice,
     DeploymentSettings,

@@ -88,6 +88,6 @@ class DeploymentSettings(BaseModel):
         except ValidationError as exc:
             # at use: settings re-exports this module, and its settings_error knows every
             # setting's name (for "did you mean")
-            from detectkit.settings import settings_error
+            from detectkit.settings.request import settings_error
 
             raise settings_error(exc, "deployment settings") from exc

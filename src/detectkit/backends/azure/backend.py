@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from detectkit.backends.azure_errors import (
+from detectkit.backends.azure.errors import (
     MAX_RETRIES,
     RETRY_STATUSES,
     boundary,
@@ -36,15 +36,20 @@ from detectkit.backends.azure_errors import (
     retry_delay,
     translate_error,
 )
-from detectkit.backends.azure_records import (
+from detectkit.backends.azure.records import (
     asset_ref,
-    child_runs,
     dataset_asset,
     endpoint_info,
-    is_sweep_parent,
     model_info,
     plan_uploads,
     state_value,
+)
+from detectkit.backends.mlflow_runs import (
+    BEST_CHILD_TAG,
+    LABELS_ARTIFACT,
+    MODEL_ARTIFACT,
+    child_runs,
+    is_sweep_parent,
     trial_from_run,
     version_key,
 )
@@ -58,7 +63,7 @@ from detectkit.errors import (
     NotFoundError,
     OperationTimeoutError,
 )
-from detectkit.resources import (
+from detectkit.records import (
     DatasetAsset,
     EndpointInfo,
     EndpointKeys,
@@ -71,17 +76,14 @@ from detectkit.resources import (
 if TYPE_CHECKING:
     from detectkit.backends.base import ModelSource
     from detectkit.dataset import LabeledDataset
-    from detectkit.settings import DeploymentSettings, TrainingRequest
+    from detectkit.settings.request import DeploymentSettings, TrainingRequest
 
 __all__ = ["AzureBackend", "translate_error"]
 
 logger = logging.getLogger("detectkit.azure")
 
 #: Tag AutoML sets on the parent run, naming the best trial.
-BEST_CHILD_TAG = "automl_best_child_run_id"
 #: Where AutoML writes the best trial's MLflow model, inside the trial's artifacts.
-MLFLOW_MODEL_ARTIFACT = "outputs/mlflow-model"
-LABELS_ARTIFACT = "train_artifacts/labels.json"
 DATASET_PREFIX = "detectkit/datasets"
 
 
@@ -241,7 +243,7 @@ class AzureBackend:
                 "got none; pass compute= to Project.train (create one in Azure ML studio > "
                 "Compute > Compute clusters)"
             )
-        from detectkit.backends.azure_jobs import build_job
+        from detectkit.backends.azure.jobs import build_job
 
         return build_job(request)
 
@@ -314,10 +316,10 @@ class AzureBackend:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
             with boundary("model artifacts of trial", best):
-                local = client.download_artifacts(best, MLFLOW_MODEL_ARTIFACT, tmp)
+                local = client.download_artifacts(best, MODEL_ARTIFACT, tmp)
             if not (Path(local) / "MLmodel").is_file():
                 raise NotFoundError(
-                    f"trial {best!r} has no MLflow model at {MLFLOW_MODEL_ARTIFACT}/MLmodel; "
+                    f"trial {best!r} has no MLflow model at {MODEL_ARTIFACT}/MLmodel; "
                     "was the run trained by AutoML for images?"
                 )
             if target.exists():
@@ -345,7 +347,7 @@ class AzureBackend:
             tags["detectkit.source"] = "local"
         else:
             trial = source.trial_name or self._best_child(str(source.run_name))
-            path = f"azureml://jobs/{trial}/outputs/artifacts/{MLFLOW_MODEL_ARTIFACT}/"
+            path = f"azureml://jobs/{trial}/outputs/artifacts/{MODEL_ARTIFACT}/"
             tags["detectkit.trial"] = trial
             if source.run_name:
                 tags["detectkit.run"] = source.run_name
@@ -404,7 +406,7 @@ class AzureBackend:
         then route 100% of the traffic to it (new deployments get 0% on Azure)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        from detectkit.backends.azure_jobs import build_deployment_entities
+        from detectkit.backends.azure.jobs import build_deployment_entities
 
         ep_entity, dep_entity = build_deployment_entities(
             f"azureml:{model.name}:{model.version}", endpoint, deployment, settings

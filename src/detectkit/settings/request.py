@@ -14,13 +14,13 @@ what the service would otherwise reject minutes later, or silently ignore:
 Model names are checked for syntax here; which names a backend can train is checked by the
 backend itself with :func:`validate_models` (Azure: :data:`AZURE_MODELS`).
 
-Nothing here imports azure-ai-ml: ``detectkit.backends.azure_jobs`` turns these into
+Nothing here imports azure-ai-ml: ``detectkit.backends.azure.jobs`` turns these into
 azure-ai-ml entities, the local backend samples the distributions itself.
 
 This module holds the search space, the sweep settings and limits, the request that combines
 them, and the translation of validation errors; the training parameters and model names
-(:mod:`detectkit.training_parameters`), the distributions (:mod:`detectkit.distributions`)
-and the deployment settings (:mod:`detectkit.deployment`) live in their own modules and are
+(:mod:`detectkit.settings.parameters`), the distributions (:mod:`detectkit.settings.distributions`)
+and the deployment settings (:mod:`detectkit.settings.deployment`) live in their own modules and are
 all re-exported here.
 """
 
@@ -42,10 +42,11 @@ from pydantic import (
     model_validator,
 )
 
-from detectkit.deployment import DEFAULT_LIVENESS as DEFAULT_LIVENESS
-from detectkit.deployment import DEFAULT_READINESS as DEFAULT_READINESS
-from detectkit.deployment import DeploymentSettings, ProbeSettings
-from detectkit.distributions import (
+from detectkit.errors import InvalidSettingsError
+from detectkit.settings.deployment import DEFAULT_LIVENESS as DEFAULT_LIVENESS
+from detectkit.settings.deployment import DEFAULT_READINESS as DEFAULT_READINESS
+from detectkit.settings.deployment import DeploymentSettings, ProbeSettings
+from detectkit.settings.distributions import (
     _DISTRIBUTION_ADAPTER,
     _DISTRIBUTION_TEXT,
     _DISTRIBUTION_TYPES,
@@ -66,9 +67,8 @@ from detectkit.distributions import (
     _wire_number,
     parse_distribution,
 )
-from detectkit.distributions import Number as Number
-from detectkit.errors import InvalidSettingsError
-from detectkit.training_parameters import (
+from detectkit.settings.distributions import Number as Number
+from detectkit.settings.parameters import (
     _FROZEN,
     AZURE_MODELS,
     KNOWN_MODELS,

@@ -29,7 +29,7 @@ from detectkit.boxes import box_iou_matrix
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError
 from detectkit.prediction import Detections, Prediction
-from detectkit.viz_layout import (  # label layout and rendering, re-exported
+from detectkit.viz.layout import (  # label layout and rendering, re-exported
     _LABELS,
     RGB,
     Rect,
@@ -39,14 +39,14 @@ from detectkit.viz_layout import (  # label layout and rendering, re-exported
     layout_labels,
     text_colour,
 )
-from detectkit.viz_layout import _LabelCache as _LabelCache
+from detectkit.viz.layout import _LabelCache as _LabelCache
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from PIL import Image as PILImage
 
-    from detectkit.evaluation import EvaluationReport, ImageMatches
+    from detectkit.evaluation.pipeline import EvaluationReport, ImageMatches
 
 __all__ = [
     "FN_COLOUR",
@@ -391,7 +391,7 @@ def _outcome_from(
     matches: EvaluationReport | ImageMatches, record: Any, prediction: Any, n: int
 ) -> _Outcome:
     """The evaluation's decisions for this image's ``n`` detections."""
-    from detectkit.evaluation import EvaluationReport
+    from detectkit.evaluation.pipeline import EvaluationReport
 
     if isinstance(matches, EvaluationReport):
         refs = [

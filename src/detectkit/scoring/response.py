@@ -32,9 +32,9 @@ rule :class:`~detectkit.LabeledDataset` uses, so it does not depend on response 
 problem.
 
 **ONNX outputs** (:func:`parse_onnx_output`, :func:`parse_yolo_onnx_output`) are read in
-:mod:`detectkit.onnx_outputs` and re-exported here; the request side (:func:`build_request`,
+:mod:`detectkit.scoring.onnx` and re-exported here; the request side (:func:`build_request`,
 :func:`encode_request`, :func:`decode_request`, :func:`image_sizes`) lives in
-:mod:`detectkit.scoring_request` and is re-exported here too.
+:mod:`detectkit.scoring.request` and is re-exported here too.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detectkit.errors import InvalidInputError, InvalidResponseError, NotFoundError
-from detectkit.onnx_outputs import parse_onnx_output, parse_yolo_onnx_output
 from detectkit.prediction import Detections, Prediction, _class_tuple
-from detectkit.scoring_request import (
+from detectkit.scoring.onnx import parse_onnx_output, parse_yolo_onnx_output
+from detectkit.scoring.request import (
     ImageInput,
     Size,
     _as_image_list,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from pydantic import SecretStr
 
+from detectkit.backends.mlflow_runs import mlflow_error
 from detectkit.errors import (
     AuthenticationError,
     ConflictError,
@@ -103,9 +104,7 @@ def translate_error(exc: BaseException, what: str) -> DetectkitError | None:
         return DetectkitError(f"{what}: {type(exc).__name__}: {_message(exc)}")
     mlflow_exceptions = sys.modules.get("mlflow.exceptions")
     if mlflow_exceptions is not None and isinstance(exc, mlflow_exceptions.MlflowException):
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return NotFoundError(f"{what} was not found in MLflow ({exc.message}); check the name")
-        return DetectkitError(f"{what}: MLflow error {exc.error_code}: {exc.message}")
+        return mlflow_error(exc, what)
     return None
 
 

@@ -22,8 +22,8 @@ gets wrong by accident:
 * **Any** ``max_detections`` works: the summary uses the largest where pycocotools hard-codes 100.
 
 The work is split in three modules: this one reads the inputs (a data set and predictions, or
-COCO files) into flat arrays, :mod:`detectkit.cocoeval` runs the protocol on them, and
-:mod:`detectkit.evaluation_report` holds the report types, all re-exported here.
+COCO files) into flat arrays, :mod:`detectkit.evaluation.engine` runs the protocol on them, and
+:mod:`detectkit.evaluation.report` holds the report types, all re-exported here.
 
 The modules import only numpy and pydantic.
 """
@@ -40,10 +40,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from detectkit.cocoeval import _I0, _Columns, _run
 from detectkit.dataset import LabeledDataset
 from detectkit.errors import InvalidAnnotationError, InvalidInputError
-from detectkit.evaluation_report import (
+from detectkit.evaluation.engine import _I0, _Columns, _run
+from detectkit.evaluation.report import (
     AREA_RANGES,
     ClassMetrics,
     CocoStats,
@@ -55,10 +55,10 @@ from detectkit.evaluation_report import (
     _file_name,
     _unique_index,
 )
-from detectkit.evaluation_report import IOU_THRESHOLDS as IOU_THRESHOLDS
-from detectkit.evaluation_report import RECALL_THRESHOLDS as RECALL_THRESHOLDS
-from detectkit.evaluation_report import AreaSource as AreaSource
-from detectkit.evaluation_report import ProtocolName as ProtocolName
+from detectkit.evaluation.report import IOU_THRESHOLDS as IOU_THRESHOLDS
+from detectkit.evaluation.report import RECALL_THRESHOLDS as RECALL_THRESHOLDS
+from detectkit.evaluation.report import AreaSource as AreaSource
+from detectkit.evaluation.report import ProtocolName as ProtocolName
 
 __all__ = [
     "AREA_RANGES",

@@ -4,7 +4,7 @@
 turn their inputs into one set of flat arrays (``_Columns``) and hand them to ``_run``, which
 orders detections canonically, computes IoUs, matches greedily at every IoU threshold and area
 range at once, accumulates the precision / recall arrays, summarizes them, and builds the
-:class:`~detectkit.evaluation_report.EvaluationReport`. Nothing here is public API.
+:class:`~detectkit.evaluation.report.EvaluationReport`. Nothing here is public API.
 
 The module imports only numpy.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectkit.evaluation_report import (
+from detectkit.evaluation.report import (
     AREA_RANGES,
     IOU_THRESHOLDS,
     RECALL_THRESHOLDS,

@@ -5,7 +5,7 @@ spatial grid); :func:`text_colour` picks black or white text for a fill. The res
 label tiles once per text, size and colour, word by word, and keeps them in an LRU cache with
 a byte budget (``_LABELS``).
 
-Pillow is imported inside the functions: ``import detectkit.viz_layout`` loads neither Pillow
+Pillow is imported inside the functions: ``import detectkit.viz.layout`` loads neither Pillow
 nor matplotlib. This module never imports :mod:`detectkit.viz`.
 """
 

@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detectkit.images import is_remote
-from detectkit.resources import (
+from detectkit.records import (
     DatasetAsset,
     EndpointInfo,
     ModelInfo,
-    RunStatus,
-    Trial,
 )
 
 if TYPE_CHECKING:
@@ -25,16 +23,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "asset_ref",
-    "child_runs",
     "dataset_asset",
     "endpoint_info",
-    "is_sweep_parent",
     "model_info",
-    "param_value",
     "plan_uploads",
     "state_value",
-    "trial_from_run",
-    "version_key",
 ]
 
 
@@ -47,11 +40,6 @@ def state_value(value: Any) -> str:
 
 def asset_ref(name: str, version: str | None) -> str:
     return name if version is None else f"{name}:{version}"
-
-
-def version_key(version: Any) -> tuple[int, int, str]:
-    text = str(version)
-    return (1, int(text), "") if text.isdigit() else (0, 0, text)
 
 
 def dataset_asset(data: Any) -> DatasetAsset:
@@ -127,40 +115,3 @@ def plan_uploads(
 
 def _safe_blob(path: str) -> str:
     return "/".join(re.sub(r"[^A-Za-z0-9._-]", "_", part) for part in path.split("/") if part)
-
-
-def child_runs(client: Any, experiment: str, parent_id: str) -> list[Any]:
-    return list(
-        client.search_runs(
-            [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000
-        )
-    )
-
-
-def is_sweep_parent(run: Any) -> bool:
-    """The ``<job>_HD`` HyperDrive run that sits between an AutoML job and its trials."""
-    names = (run.info.run_id, run.info.run_name or "", run.data.tags.get("mlflow.runName", ""))
-    return any(n.endswith("_HD") for n in names)
-
-
-def trial_from_run(run: Any, best: str | None) -> Trial:
-    return Trial(
-        name=run.info.run_id,
-        status=RunStatus.parse(run.info.status),
-        hyperparameters={k: param_value(v) for k, v in run.data.params.items()},
-        metrics={k: float(v) for k, v in run.data.metrics.items()},
-        is_best=run.info.run_id == best,
-    )
-
-
-def param_value(text: str) -> Any:
-    """An MLflow parameter (always a string) as int, float, bool or string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            continue
-    return text

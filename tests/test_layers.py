@@ -1,0 +1,229 @@
+"""The package's shape, checked by an ``ast`` scan of ``src/detectkit`` (no import needed).
+
+Rules (docs/layout.md draws them):
+
+1. a private ``_name`` is never imported from another detectkit module;
+2. domain modules never import ``detectkit.backends``; neither backend imports the other;
+3. function-level imports of detectkit's own modules only where listed in ``LAZY_OK``;
+4. no module over 600 lines.
+
+``DEBT`` lists what the redesign has not reached yet, so that nothing new joins it; an entry
+that no longer applies fails the test too, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).parents[1] / "src" / "detectkit"
+DOMAIN = (
+    "boxes",
+    "images",
+    "dataset",
+    "prediction",
+    "formats",
+    "scoring",
+    "evaluation",
+    "settings",
+    "viz",
+    "records",
+    "validation",
+    "errors",
+)
+MAX_LINES = 600
+
+#: module -> detectkit modules it may import inside a function, and why.
+LAZY_OK: dict[str, tuple[str, ...]] = {
+    # LabeledDataset.from_*/to_* and plot_class_distribution: the dataset <-> formats loop
+    "detectkit.dataset": ("detectkit.formats", "detectkit.viz"),
+    # Prediction._repr_png_ draws itself: the prediction <-> viz loop
+    "detectkit.prediction": ("detectkit.viz",),
+    # a backend is imported only when a Project for it is made (azure-ai-ml costs ~3 s)
+    "detectkit.project": ("detectkit.backends",),
+    # each command imports what it runs, so `detectkit --help` stays fast
+    "detectkit.cli": ("detectkit",),
+    "detectkit.demo": ("detectkit",),
+    # the top-level names are loaded on first use
+    "detectkit": ("detectkit",),
+}
+
+#: Not reached by the redesign yet (issue 9): (rule, module, detail).
+DEBT: set[tuple[str, str, str]] = {
+    ("function-level-import", "detectkit.backends.azure.backend", "detectkit.backends.azure.jobs"),
+    ("function-level-import", "detectkit.backends.azure.backend", "detectkit.dataset"),
+    ("function-level-import", "detectkit.backends.azure.backend", "detectkit.formats.azureml"),
+    ("function-level-import", "detectkit.backends.azure.backend", "detectkit.progress"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.backends.local.endpoints"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.backends.local.models"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.backends.local.sweep"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.backends.local.train"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.dataset"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.formats"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.formats.azureml"),
+    ("function-level-import", "detectkit.backends.local", "detectkit.settings.request"),
+    ("function-level-import", "detectkit.backends.local.models", "detectkit.settings.request"),
+    ("function-level-import", "detectkit.backends.local.pyfunc", "detectkit.backends.local.models"),
+    ("function-level-import", "detectkit.backends.local.sweep", "detectkit.backends.local.pyfunc"),
+    ("function-level-import", "detectkit.backends.local.sweep", "detectkit.settings.request"),
+    ("function-level-import", "detectkit.backends.local.train", "detectkit.evaluation.pipeline"),
+    ("function-level-import", "detectkit.backends.local.train", "detectkit.images"),
+    ("function-level-import", "detectkit.backends.local.train", "detectkit.prediction"),
+    ("function-level-import", "detectkit.dataset", "detectkit.progress"),
+    ("function-level-import", "detectkit.formats", "detectkit.formats.azureml"),
+    ("function-level-import", "detectkit.formats", "detectkit.formats.coco"),
+    ("function-level-import", "detectkit.formats", "detectkit.formats.voc"),
+    ("function-level-import", "detectkit.formats", "detectkit.formats.yolo"),
+    ("function-level-import", "detectkit.formats", "detectkit.images"),
+    ("function-level-import", "detectkit.formats", "detectkit.progress"),
+    ("function-level-import", "detectkit.prediction", "detectkit.images"),
+    ("function-level-import", "detectkit.project", "detectkit.settings.request"),
+    ("function-level-import", "detectkit.resources", "detectkit.scoring.response"),
+    ("function-level-import", "detectkit.scoring.request", "detectkit.images"),
+    ("function-level-import", "detectkit.scoring.response", "detectkit.images"),
+    ("function-level-import", "detectkit.settings.deployment", "detectkit.settings.request"),
+    ("function-level-import", "detectkit.viz.drawing", "detectkit.errors"),
+    ("function-level-import", "detectkit.viz.drawing", "detectkit.evaluation.pipeline"),
+    ("function-level-import", "detectkit.viz.drawing", "detectkit.images"),
+    ("private", "detectkit.backends.local.sweep", "detectkit.backends.local.train._Terminate"),
+    ("private", "detectkit.evaluation.engine", "detectkit.evaluation.report._monotone"),
+    ("private", "detectkit.evaluation.pipeline", "detectkit.evaluation.engine._Columns"),
+    ("private", "detectkit.evaluation.pipeline", "detectkit.evaluation.engine._I0"),
+    ("private", "detectkit.evaluation.pipeline", "detectkit.evaluation.engine._run"),
+    ("private", "detectkit.evaluation.pipeline", "detectkit.evaluation.report._file_name"),
+    ("private", "detectkit.evaluation.pipeline", "detectkit.evaluation.report._unique_index"),
+    ("private", "detectkit.scoring.onnx", "detectkit.prediction._class_tuple"),
+    ("private", "detectkit.scoring.response", "detectkit.prediction._class_tuple"),
+    ("private", "detectkit.scoring.response", "detectkit.scoring.request._as_image_list"),
+    ("private", "detectkit.scoring.response", "detectkit.scoring.request._describe"),
+    (
+        "private",
+        "detectkit.settings.request",
+        "detectkit.settings.distributions._DISTRIBUTION_ADAPTER",
+    ),
+    (
+        "private",
+        "detectkit.settings.request",
+        "detectkit.settings.distributions._DISTRIBUTION_TEXT",
+    ),
+    (
+        "private",
+        "detectkit.settings.request",
+        "detectkit.settings.distributions._DISTRIBUTION_TYPES",
+    ),
+    ("private", "detectkit.settings.request", "detectkit.settings.distributions._Distribution"),
+    ("private", "detectkit.settings.request", "detectkit.settings.distributions._messages"),
+    ("private", "detectkit.settings.request", "detectkit.settings.distributions._wire_number"),
+    ("private", "detectkit.settings.request", "detectkit.settings.parameters._FROZEN"),
+    ("private", "detectkit.settings.request", "detectkit.settings.parameters._contradictions"),
+    ("private", "detectkit.settings.request", "detectkit.settings.parameters._snake"),
+    ("private", "detectkit.viz.drawing", "detectkit.viz.layout._LABELS"),
+    ("private", "detectkit.viz.drawing", "detectkit.viz.layout._LabelCache"),
+    ("private", "detectkit.viz.drawing", "detectkit.viz.layout._label_plan"),
+    ("private", "detectkit.viz.drawing", "detectkit.viz.layout._metrics"),
+    ("private", "detectkit.viz.drawing", "detectkit.viz.layout._pad"),
+    ("too-long", "detectkit.backends.azure.backend", ""),
+    ("too-long", "detectkit.backends.local", ""),
+    ("too-long", "detectkit.backends.local.endpoints", ""),
+    ("too-long", "detectkit.backends.local.serve", ""),
+    ("too-long", "detectkit.backends.local.train", ""),
+    ("too-long", "detectkit.dataset", ""),
+    ("too-long", "detectkit.evaluation.engine", ""),
+    ("too-long", "detectkit.evaluation.pipeline", ""),
+    ("too-long", "detectkit.formats.coco", ""),
+    ("too-long", "detectkit.formats.voc", ""),
+    ("too-long", "detectkit.formats.yolo", ""),
+    ("too-long", "detectkit.prediction", ""),
+    ("too-long", "detectkit.settings.request", ""),
+    ("too-long", "detectkit.viz.drawing", ""),
+}
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return out
+
+
+def _imports(tree: ast.Module) -> list[tuple[ast.ImportFrom | ast.Import, bool]]:
+    """Every import with whether it sits inside a function."""
+    found: list[tuple[ast.ImportFrom | ast.Import, bool]] = []
+
+    def walk(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                found.append((child, in_function))
+            walk(child, inside)
+
+    walk(tree, False)
+    return found
+
+
+def _targets(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.ImportFrom):
+        return [node.module or ""]
+    return [alias.name for alias in node.names]
+
+
+def _violations() -> set[tuple[str, str, str]]:
+    found: set[tuple[str, str, str]] = set()
+    for module, tree in _modules().items():
+        top = module.split(".")[1] if "." in module else ""
+        for node, in_function in _imports(tree):
+            for target in _targets(node):
+                if not target.startswith("detectkit"):
+                    continue
+                if isinstance(node, ast.ImportFrom):
+                    for alias in node.names:
+                        name = alias.name
+                        if name.startswith("_") and not name.startswith("__"):
+                            found.add(("private", module, f"{target}.{name}"))
+                if top in DOMAIN and target.startswith("detectkit.backends"):
+                    found.add(("domain-imports-backend", module, target))
+                for a, b in (("azure", "local"), ("local", "azure")):
+                    if module.startswith(f"detectkit.backends.{a}") and target.startswith(
+                        f"detectkit.backends.{b}"
+                    ):
+                        found.add(("backend-imports-backend", module, target))
+                if in_function:
+                    allowed = LAZY_OK.get(module, ())
+                    if not any(target == p or target.startswith(p + ".") for p in allowed):
+                        found.add(("function-level-import", module, target))
+        path = SRC.parent.joinpath(*module.split("."))
+        file = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        lines = len(file.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES:
+            found.add(("too-long", module, ""))
+    return found
+
+
+def test_no_new_violations_of_the_layers() -> None:
+    new = sorted(_violations() - DEBT)
+    assert not new, "new layering problems:\n" + "\n".join(map(str, new))
+
+
+def test_the_debt_list_only_shrinks() -> None:
+    gone = sorted(DEBT - _violations())
+    assert not gone, "fixed: remove these from DEBT in tests/test_layers.py:\n" + "\n".join(
+        map(str, gone)
+    )
+
+
+def test_domain_never_imports_a_backend_and_backends_not_each_other() -> None:
+    bad = [
+        v for v in _violations() if v[0] in ("domain-imports-backend", "backend-imports-backend")
+    ]
+    assert not bad
+
+
+def test_the_scan_sees_what_it_checks() -> None:
+    modules = _modules()
+    assert "detectkit.scoring.request" in modules
+    assert "detectkit.backends.mlflow_runs" in modules
+    assert any(in_fn for _, in_fn in _imports(modules["detectkit.project"]))
