@@ -355,6 +355,27 @@ def test_comparison_follows_the_evaluations_matches() -> None:
         viz.plot_comparison(grey(), record, det, one)
 
 
+def test_comparison_breaks_iou_ties_as_the_evaluation_does() -> None:
+    # One detection overlaps two ground-truth boxes by exactly the same IoU: the picture must
+    # mark as matched the box evaluate() matched (an own matcher once picked the other one).
+    record = ImageRecord(
+        image="tie.png",
+        width=400,
+        height=400,
+        objects=(obj("can", 0.125, 0.125, 0.5, 0.5), obj("can", 0.25, 0.125, 0.625, 0.5)),
+    )
+    det = Detections([[0.1875, 0.125, 0.5625, 0.5]], [0.9], [0], classes=CLASSES)
+    truth = LabeledDataset([record])
+    report = evaluate(truth, [Prediction(image="tie.png", width=400, height=400, detections=det)])
+    matched = int(report.matches["tie.png"].det_gt[0])
+    assert matched in (0, 1)
+    out = np.asarray(viz.plot_comparison(grey(400, 400), record, det, line_width=3))
+    missed = record.objects[1 - matched].box
+    assert edge(out, missed.top_x, missed.top_y, missed.bottom_y) == viz.FN_COLOUR
+    hit = record.objects[matched].box
+    assert edge(out, hit.top_x, hit.top_y, hit.bottom_y) == viz.TP_COLOUR
+
+
 def test_comparison_ignores_detections_of_crowd_regions() -> None:
     record = ImageRecord(image="x", objects=(obj("can", 0.1, 0.1, 0.5, 0.5, is_crowd=True),))
     det = Detections([[0.1, 0.1, 0.5, 0.5]], [0.9], [0], classes=CLASSES)

@@ -10,18 +10,22 @@ goes through them.
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from detectkit.errors import InvalidAnnotationError, NotFoundError
+from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
     from PIL import Image as PILImage
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageInfo",
+    "ImageInput",
     "image_info",
     "image_size",
     "is_remote",
@@ -31,7 +35,17 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp")
 _EXIF_ORIENTATION = 0x0112
+#: Why Pillow gives up on a header: not an image (``UnidentifiedImageError`` is an
+#: ``OSError``), a decompression bomb, or a header cut short (the others).
+_UNREADABLE = (OSError, ValueError, SyntaxError, IndexError, TypeError, struct.error)
 _REMOTE_PREFIXES = ("azureml://", "https://", "http://", "amldatastore://", "wasbs://", "abfss://")
+
+
+#: One image given to detectkit: a file path, encoded image bytes, a Pillow image or a
+#: ``uint8`` array ``(height, width[, 3 | 4])`` in RGB order.
+ImageInput: TypeAlias = (
+    "str | os.PathLike[str] | bytes | bytearray | PILImage.Image | npt.NDArray[Any]"
+)
 
 
 class ImageInfo(NamedTuple):
@@ -48,27 +62,34 @@ def is_remote(ref: str) -> bool:
     return ref.lower().startswith(_REMOTE_PREFIXES)
 
 
-def image_info(path: str | os.PathLike[str]) -> ImageInfo:
-    """Displayed size, format and EXIF orientation, reading only the header.
+def image_info(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> ImageInfo:
+    """Displayed size, format and EXIF orientation of an image file or its bytes, reading
+    only the header: the one EXIF rule every reader, the request builder and the local
+    scoring server share.
 
     Raises:
         NotFoundError: The file does not exist.
         InvalidAnnotationError: The file is not an image Pillow can read.
+        InvalidInputError: The bytes are not an image Pillow can read (the message says what
+            they start with).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
+    if isinstance(source, bytes | bytearray | memoryview):
+        raw = bytes(source)
+        if not raw:
+            raise InvalidInputError("expected an encoded image, got empty bytes")
+        try:
+            return _header(io.BytesIO(raw))
+        except _UNREADABLE as exc:
+            raise InvalidInputError(
+                f"not an image Pillow can read ({_reason(exc)}; expected JPEG, PNG, BMP, TIFF "
+                f"or WebP file bytes, got {raw[:12]!r}...)"
+            ) from exc
+    p = Path(source)
     try:
-        with Image.open(p) as im:
-            width, height = im.size
-            fmt = im.format
-            try:
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-            except Exception:  # a broken EXIF block must not hide the image itself
-                orientation = 1
+        return _header(p)
     except FileNotFoundError as exc:
         raise NotFoundError(f"image file not found: {p}") from exc
-    except (UnidentifiedImageError, OSError) as exc:
+    except _UNREADABLE as exc:
         raise InvalidAnnotationError(
             "file is not a readable image",
             file=str(p),
@@ -76,9 +97,31 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
             got=type(exc).__name__,
             hint="re-export the image or remove it from the data set",
         ) from exc
+
+
+def _header(source: Path | io.BytesIO) -> ImageInfo:
+    from PIL import Image
+
+    try:
+        with Image.open(source) as im:
+            width, height = im.size
+            fmt = im.format
+            try:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+            except Exception:  # a broken EXIF block must not hide the image itself
+                orientation = 1
+    except Image.DecompressionBombError as exc:  # an Exception, not an OSError
+        raise ValueError(f"DecompressionBombError: {exc}") from exc
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return ImageInfo(width, height, fmt.lower() if fmt else None, orientation)
+
+
+def _reason(exc: BaseException) -> str:
+    if type(exc).__name__ == "UnidentifiedImageError":  # its text names a BytesIO object
+        return "an unknown format"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -92,8 +135,6 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 def load_image(source: str | os.PathLike[str] | bytes) -> PILImage.Image:
     """Load an image as displayed (EXIF orientation applied), in RGB."""
-    import io
-
     from PIL import Image, ImageOps
 
     im: PILImage.Image

@@ -14,14 +14,16 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from detectkit.errors import InvalidInputError, OperationTimeoutError, RunFailedError
+from detectkit.scoring.request import encode_request, image_list, image_sizes
+from detectkit.scoring.response import parse_response
 
 if TYPE_CHECKING:
     from detectkit.backends.base import Backend
+    from detectkit.images import ImageInput
     from detectkit.prediction import Prediction
-    from detectkit.scoring.response import ImageInput
 
 __all__ = [
     "DatasetAsset",
@@ -249,11 +251,7 @@ class Endpoint:
             deployment: Route to this deployment (default: the endpoint's traffic rules).
             timeout: Seconds to wait for the answer.
         """
-        from detectkit.scoring.response import encode_request, image_sizes, parse_response
-
-        items = _as_list(images)
-        if not items:
-            raise InvalidInputError("images: expected at least one image, got an empty list")
+        items = image_list(images)
         body = encode_request(items)
         answer = self._backend.invoke(self.name, body, deployment=deployment, timeout=timeout)
         preds = parse_response(answer, images=items, sizes=image_sizes(items))
@@ -282,11 +280,3 @@ class Endpoint:
     def delete(self) -> None:
         """Delete the endpoint and its deployments (stop the server locally)."""
         self._backend.delete_endpoint(self.name)
-
-
-def _as_list(images: Any) -> list[Any]:
-    if isinstance(images, str | bytes | bytearray | os.PathLike):
-        return [images]
-    if hasattr(images, "shape") or hasattr(images, "getexif"):  # numpy array / PIL image
-        return [images]
-    return list(images)

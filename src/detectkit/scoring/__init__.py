@@ -5,6 +5,7 @@ from __future__ import annotations
 from detectkit.scoring.response import (
     CLIP_TOLERANCE,
     COORDINATE_KEYS,
+    RESPONSE_CLIP_TOLERANCE,
     ImageInput,
     build_request,
     decode_request,
@@ -21,6 +22,7 @@ from detectkit.scoring.response import (
 __all__ = [
     "CLIP_TOLERANCE",
     "COORDINATE_KEYS",
+    "RESPONSE_CLIP_TOLERANCE",
     "ImageInput",
     "build_request",
     "decode_request",

@@ -18,12 +18,14 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.images import ImageInput, image_info
+from detectkit.scoring.contract import IMAGE_COLUMN, decode_base64, request_rows, row_name
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -33,18 +35,11 @@ __all__ = [
     "build_request",
     "decode_request",
     "encode_request",
+    "image_list",
     "image_sizes",
 ]
 
-#: One image for a request: a file path, encoded image bytes, a Pillow image or a ``uint8``
-#: array ``(height, width[, 3 | 4])``.
-ImageInput: TypeAlias = (
-    "str | os.PathLike[str] | bytes | bytearray | PILImage.Image | npt.NDArray[Any]"
-)
-
 Size = tuple[int, int]
-
-_EXIF_ORIENTATION = 0x0112
 
 
 def build_request(images: ImageInput | Iterable[ImageInput]) -> dict[str, Any]:
@@ -71,12 +66,12 @@ def build_request(images: ImageInput | Iterable[ImageInput]) -> dict[str, Any]:
         >>> body["input_data"]["columns"], len(body["input_data"]["data"])
         (['image'], 1)
     """
-    items = _as_image_list(images)
+    items = image_list(images)
     data = [
         base64.b64encode(_encoded_bytes(item, f"images[{i}]")).decode("ascii")
         for i, item in enumerate(items)
     ]
-    return {"input_data": {"columns": ["image"], "data": data}}
+    return {"input_data": {"columns": [IMAGE_COLUMN], "data": data}}
 
 
 def encode_request(images: ImageInput | Iterable[ImageInput]) -> bytes:
@@ -93,45 +88,7 @@ def decode_request(body: bytes | str | Mapping[str, Any]) -> list[bytes]:
     Raises:
         InvalidInputError: The body does not follow the request contract.
     """
-    if isinstance(body, Mapping):
-        request: Any = body
-    else:
-        try:
-            request = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"request: not valid JSON ({exc})") from exc
-    if not isinstance(request, Mapping) or "input_data" not in request:
-        got = sorted(request) if isinstance(request, Mapping) else _describe(request)
-        raise InvalidInputError(
-            f'request: missing key "input_data" (expected {{"input_data": {{"columns": '
-            f'["image"], "data": [<base64>, ...]}}}}, got {got}); MLflow "dataframe_split" '
-            'and "inputs" bodies are not accepted by AutoML endpoints'
-        )
-    table = request["input_data"]
-    if not isinstance(table, Mapping) or not isinstance(table.get("data"), list):
-        raise InvalidInputError(
-            f'request.input_data: expected {{"columns": ["image"], "data": [...]}}, '
-            f"got {_describe(table)}"
-        )
-    columns = table.get("columns", ["image"])
-    if columns != ["image"]:
-        raise InvalidInputError(
-            f'request.input_data.columns: expected ["image"], got {_describe(columns)}'
-        )
-    images = []
-    for i, row in enumerate(table["data"]):
-        value = row[0] if isinstance(row, list) and len(row) == 1 else row
-        if not isinstance(value, str | bytes):
-            raise InvalidInputError(
-                f"request.input_data.data[{i}]: expected a base64 string, got {_describe(value)}"
-            )
-        try:
-            images.append(base64.b64decode(value))
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"request.input_data.data[{i}]: not valid base64 ({exc})"
-            ) from exc
-    return images
+    return [decode_base64(row, row_name(i)) for i, row in enumerate(request_rows(body))]
 
 
 def image_sizes(images: ImageInput | Iterable[ImageInput]) -> list[Size]:
@@ -140,10 +97,8 @@ def image_sizes(images: ImageInput | Iterable[ImageInput]) -> list[Size]:
     Files and encoded bytes honour EXIF orientation (see :func:`detectkit.images.image_size`);
     only headers are read. Pillow images and arrays give their pixel size.
     """
-    from detectkit.images import image_info
-
     sizes = []
-    for i, item in enumerate(_as_image_list(images)):
+    for i, item in enumerate(image_list(images)):
         if isinstance(item, str | os.PathLike):
             info = image_info(item)
             sizes.append((info.width, info.height))
@@ -171,7 +126,14 @@ def _is_single(images: object) -> bool:
     return _is_pil(images)
 
 
-def _as_image_list(images: Any) -> list[Any]:
+def image_list(images: ImageInput | Iterable[ImageInput]) -> list[Any]:
+    """``images`` as a list: one image (a path, bytes, a Pillow image, an array
+    ``(height, width[, 3])``) becomes a list of one, a batch array ``(n, height, width, 3)``
+    a list of ``n``, any other iterable a list of its items.
+
+    Raises:
+        InvalidInputError: An array of another shape, a non-iterable, or no image at all.
+    """
     if _is_single(images):
         return [images]
     if isinstance(images, np.ndarray):
@@ -182,7 +144,7 @@ def _as_image_list(images: Any) -> list[Any]:
             f"got shape {images.shape}"
         )
     try:
-        items = list(images)
+        items = list(cast("Iterable[Any]", images))
     except TypeError:
         raise _not_an_image(images, "images") from None
     if not items:
@@ -247,37 +209,10 @@ def _check_array(array: npt.NDArray[Any], where: str) -> None:
 
 def _encoded_size(raw: bytes, where: str) -> Size:
     """Displayed size of encoded image bytes (header only); raise if they are not an image."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not raw:
-        raise InvalidInputError(f"{where}: expected an encoded image, got empty bytes")
     try:
-        with Image.open(io.BytesIO(raw)) as im:
-            width, height = im.size
-            try:
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-            except Exception:  # a broken EXIF block must not hide the image itself
-                orientation = 1
-    except (UnidentifiedImageError, OSError) as exc:
+        info = image_info(raw)
+    except InvalidInputError as exc:
         raise InvalidInputError(
-            f"{where}: not an image Pillow can read (expected JPEG, PNG, BMP, TIFF or WebP "
-            f"file bytes, got {raw[:12]!r}...); pass raw pixels as a uint8 array instead"
+            f"{where}: {exc}; pass raw pixels as a uint8 array instead"
         ) from exc
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
-def _describe(value: Any) -> str:
-    """A value as the JSON author would recognise it: ``"abc"``, ``null``, ``an object``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value if len(value) <= 40 else value[:40] + "...")
-    if isinstance(value, dict):
-        return f"an object with keys {sorted(map(str, value))[:8]}"
-    if isinstance(value, list):
-        return f"a list of {len(value)} items"
-    if isinstance(value, int | float):
-        return repr(value)
-    return type(value).__name__
+    return info.width, info.height

@@ -13,7 +13,7 @@ Azure endpoint, a local server and batch scoring all share one parser.
                  "label": "milk_bottle", "score": 0.937}, ...]}, ...]
 
 Coordinates are normalized (pixel / image width or height). Models emit values a hair outside
-``[0, 1]`` (``-0.0001``): within :data:`CLIP_TOLERANCE` they are clipped; beyond it the response
+``[0, 1]`` (``-0.0001``): within :data:`RESPONSE_CLIP_TOLERANCE` they are clipped; beyond it the response
 is refused (pixel coordinates, most likely). A body that is a JSON *string* holding the JSON
 list (a scoring script that returned ``json.dumps(...)``) is decoded twice.
 
@@ -34,7 +34,8 @@ problem.
 **ONNX outputs** (:func:`parse_onnx_output`, :func:`parse_yolo_onnx_output`) are read in
 :mod:`detectkit.scoring.onnx` and re-exported here; the request side (:func:`build_request`,
 :func:`encode_request`, :func:`decode_request`, :func:`image_sizes`) lives in
-:mod:`detectkit.scoring.request` and is re-exported here too.
+:mod:`detectkit.scoring.request` and is re-exported here too. The wire keys and texts are
+those of :mod:`detectkit.scoring.contract`.
 """
 
 from __future__ import annotations
@@ -52,22 +53,31 @@ import numpy as np
 import numpy.typing as npt
 
 from detectkit.errors import InvalidInputError, InvalidResponseError, NotFoundError
+from detectkit.images import image_info
 from detectkit.prediction import Detections, Prediction, _class_tuple
+from detectkit.scoring.contract import (
+    BOX_KEYS,
+    COORDINATE_KEYS,
+    RESPONSE_CLIP_TOLERANCE,
+    RESPONSE_CONTRACT,
+    box_entry,
+    describe,
+)
 from detectkit.scoring.onnx import parse_onnx_output, parse_yolo_onnx_output
 from detectkit.scoring.request import (
     ImageInput,
     Size,
-    _as_image_list,
-    _describe,
     build_request,
     decode_request,
     encode_request,
+    image_list,
     image_sizes,
 )
 
 __all__ = [
     "CLIP_TOLERANCE",
     "COORDINATE_KEYS",
+    "RESPONSE_CLIP_TOLERANCE",
     "ImageInput",
     "build_request",
     "decode_request",
@@ -81,11 +91,8 @@ __all__ = [
     "read_predictions",
 ]
 
-#: The keys of a response box, in ``xyxy`` order.
-COORDINATE_KEYS = ("topX", "topY", "bottomX", "bottomY")
-
-#: How far outside ``[0, 1]`` a normalized coordinate may be and still be clipped.
-CLIP_TOLERANCE = 0.01
+#: The name this tolerance had before :data:`RESPONSE_CLIP_TOLERANCE` said what it is for.
+CLIP_TOLERANCE = RESPONSE_CLIP_TOLERANCE
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -95,7 +102,6 @@ _COORDS = itemgetter(*COORDINATE_KEYS)
 _LABEL = itemgetter("label")
 _SCORE = itemgetter("score")
 _NUMBER_TYPES = frozenset((float, int))
-_CONTRACT = '[{"boxes": [{"box": {"topX", "topY", "bottomX", "bottomY"}, "label", "score"}]}]'
 
 
 # ===================================================================== online response
@@ -146,20 +152,8 @@ def format_response(predictions: Iterable[Prediction | Detections]) -> list[dict
     for item in predictions:
         det = item.detections if isinstance(item, Prediction) else item
         names = det.classes
-        out.append(
-            {
-                "boxes": [
-                    {
-                        "box": dict(zip(COORDINATE_KEYS, row, strict=True)),
-                        "label": names[cid],
-                        "score": score,
-                    }
-                    for row, score, cid in zip(
-                        det.xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist(), strict=True
-                    )
-                ]
-            }
-        )
+        rows = zip(det.xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist(), strict=True)
+        out.append({"boxes": [box_entry(row, names[cid], score) for row, score, cid in rows]})
     return out
 
 
@@ -186,18 +180,18 @@ def _load_json(body: bytes | str | list[Any]) -> list[Any]:
                 data = json.loads(data)
             except json.JSONDecodeError:
                 raise InvalidResponseError(
-                    f"response: expected a JSON list ({_CONTRACT}), got a JSON string {data[:80]!r}"
+                    f"response: expected a JSON list ({RESPONSE_CONTRACT}), got a JSON string {data[:80]!r}"
                 ) from None
     if isinstance(data, Mapping):
         detail = data.get("message") or data.get("error")
         raise InvalidResponseError(
-            f"response: expected a JSON list with one element per image ({_CONTRACT}), got an "
+            f"response: expected a JSON list with one element per image ({RESPONSE_CONTRACT}), got an "
             f"object with keys {sorted(data)}" + (f": {str(detail)[:200]}" if detail else "")
         )
     if not isinstance(data, list):
         raise InvalidResponseError(
-            f"response: expected a JSON list with one element per image ({_CONTRACT}), "
-            f"got {_describe(data)}"
+            f"response: expected a JSON list with one element per image ({RESPONSE_CONTRACT}), "
+            f"got {describe(data)}"
         )
     return data
 
@@ -208,7 +202,7 @@ def _image_refs(
     refs: list[str | None] = [None] * n
     dims: list[Size | None] = [None] * n
     if images is not None:
-        items = _as_image_list(images)
+        items = image_list(images)
         if len(items) != n:
             raise InvalidResponseError(
                 f"response: expected {len(items)} elements, one per image sent, got {n}"
@@ -281,11 +275,11 @@ def parse_batch_output(
         name = item.get("filename") if isinstance(item, dict) else None
         if not isinstance(name, str):
             problem = (
-                f"filename: expected a string, got {_describe(name)}"
+                f"filename: expected a string, got {describe(name)}"
                 if isinstance(item, dict) and "filename" in item
                 else 'missing key "filename"'
                 if isinstance(item, dict)
-                else f'expected an object {{"filename", "boxes"}}, got {_describe(item)}'
+                else f'expected an object {{"filename", "boxes"}}, got {describe(item)}'
             )
             raise InvalidResponseError(f"{source} line {lineno}: {problem}")
         filenames.append(name)
@@ -354,8 +348,6 @@ def _batch_size(
         if dim is not None:
             return (int(dim[0]), int(dim[1]))
     if image_root is not None:
-        from detectkit.images import image_info
-
         info = image_info(Path(image_root) / base)
         return (info.width, info.height)
     return None
@@ -464,7 +456,9 @@ def _convert(
         return result
     problem = _find_problem(items, vocab)
     if problem is None:  # pragma: no cover - the walk checks all the fast pass does
-        raise InvalidResponseError("response: does not follow the scoring contract " + _CONTRACT)
+        raise InvalidResponseError(
+            "response: does not follow the scoring contract " + RESPONSE_CONTRACT
+        )
     index, path, message = problem
     raise InvalidResponseError(f"{locate(index, path)}: {message}")
 
@@ -499,7 +493,7 @@ def _fast_convert(items: list[Any], vocab: tuple[str, ...] | None) -> list[Detec
         if not math.isfinite(sum(coords) + sum(scores_list)):
             return None
         low, high = min(coords), max(coords)
-        if low < -CLIP_TOLERANCE or high > 1.0 + CLIP_TOLERANCE:
+        if low < -RESPONSE_CLIP_TOLERANCE or high > 1.0 + RESPONSE_CLIP_TOLERANCE:
             return None
         if min(scores_list) < 0.0 or max(scores_list) > 1.0:
             return None
@@ -530,12 +524,12 @@ def _find_problem(items: list[Any], vocab: tuple[str, ...] | None) -> tuple[int,
     allowed = None if vocab is None else set(vocab)
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            return i, "", f'expected an object with a "boxes" list, got {_describe(item)}'
+            return i, "", f'expected an object with a "boxes" list, got {describe(item)}'
         if "boxes" not in item:
             return i, "", f'missing key "boxes" (keys: {sorted(item)})'
         boxes = item["boxes"]
         if not isinstance(boxes, list):
-            return i, ".boxes", f"expected a list of boxes, got {_describe(boxes)}"
+            return i, ".boxes", f"expected a list of boxes, got {describe(boxes)}"
         for j, entry in enumerate(boxes):
             problem = _box_problem(entry, f".boxes[{j}]", allowed, vocab)
             if problem is not None:
@@ -547,15 +541,15 @@ def _box_problem(
     entry: Any, where: str, allowed: set[str] | None, vocab: tuple[str, ...] | None
 ) -> tuple[str, str] | None:
     if not isinstance(entry, dict):
-        return where, f'expected an object with "box", "label" and "score", got {_describe(entry)}'
-    for key in ("box", "label", "score"):
+        return where, f'expected an object with "box", "label" and "score", got {describe(entry)}'
+    for key in BOX_KEYS:
         if key not in entry:
             return where, f'missing key "{key}"'
     box = entry["box"]
     if not isinstance(box, dict):
         return (
             where + ".box",
-            f"expected an object with topX, topY, bottomX, bottomY, got {_describe(box)}",
+            f"expected an object with topX, topY, bottomX, bottomY, got {describe(box)}",
         )
     for key in COORDINATE_KEYS:
         if key not in box:
@@ -563,7 +557,10 @@ def _box_problem(
     for key in COORDINATE_KEYS:
         value = box[key]
         problem = _number_problem(value)
-        if problem is None and not -CLIP_TOLERANCE <= value <= 1.0 + CLIP_TOLERANCE:
+        if (
+            problem is None
+            and not -RESPONSE_CLIP_TOLERANCE <= value <= 1.0 + RESPONSE_CLIP_TOLERANCE
+        ):
             problem = (
                 f"expected a normalized coordinate in [0, 1], got {value!r} (pixel "
                 "coordinates? the contract divides them by the image width and height)"
@@ -575,7 +572,7 @@ def _box_problem(
             return f"{where}.box", f"{high} {box[high]!r} < {low} {box[low]!r} (inverted box)"
     label = entry["label"]
     if not isinstance(label, str):
-        return where + ".label", f"expected a string, got {_describe(label)}"
+        return where + ".label", f"expected a string, got {describe(label)}"
     if allowed is not None and label not in allowed:
         return where + ".label", (
             f"{label!r} is not one of the classes {list(vocab or ())}; pass the model's class "
@@ -592,7 +589,7 @@ def _box_problem(
 
 def _number_problem(value: Any) -> str | None:
     if type(value) not in _NUMBER_TYPES:
-        return f"expected a number, got {_describe(value)}"
+        return f"expected a number, got {describe(value)}"
     try:
         finite = math.isfinite(value)
     except OverflowError:

@@ -20,14 +20,14 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from detectkit.boxes import box_iou_matrix
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError
+from detectkit.images import ImageInput
 from detectkit.prediction import Detections, Prediction
 from detectkit.viz.layout import (  # label layout and rendering, re-exported
     _LABELS,
@@ -68,8 +68,6 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 #: What :func:`draw` draws: a prediction, its detections, or ground truth.
 Target = Prediction | Detections | ImageRecord | Sequence[ObjectAnnotation]
-#: An image: a file path, encoded bytes, a Pillow image or an RGB ``uint8`` numpy array.
-ImageInput: TypeAlias = "str | os.PathLike[str] | bytes | PILImage.Image | npt.NDArray[Any]"
 
 #: Box colours by class id: strong, distinct hues that read on light and dark photos.
 PALETTE: tuple[RGB, ...] = (
@@ -364,27 +362,29 @@ class _Outcome:
     det_gt: npt.NDArray[np.int64]  # matched ground-truth index, -1 for none
 
 
-def _greedy_match(gt: _Items, det: _Items, iou: float) -> _Outcome:
-    """COCO-style greedy matching: by descending score, each detection takes the unmatched
-    ground-truth object of its class with the highest IoU >= ``iou``; a detection matching
-    only a crowd region is ignored (neither true nor false positive)."""
-    n = len(det.labels)
-    det_tp = np.zeros(n, dtype=bool)
-    det_ignored = np.zeros(n, dtype=bool)
-    det_gt = np.full(n, -1, dtype=np.int64)
-    ious = box_iou_matrix(det.xyxy, gt.xyxy)  # IoU is unchanged by scaling x and y
-    taken = np.zeros(len(gt.labels), dtype=bool)
-    gt_labels = np.array(gt.labels, dtype=object)
-    crowd = np.array(gt.crowd, dtype=bool)
-    for d in np.argsort(-np.nan_to_num(det.scores, nan=0.0), kind="stable").tolist():
-        same = gt_labels == det.labels[d] if len(gt.labels) else np.zeros(0, dtype=bool)
-        ok = same & ~crowd & ~taken & (ious[d] >= iou)
-        if ok.any():
-            g = int(np.argmax(np.where(ok, ious[d], -1.0)))
-            det_tp[d], det_gt[d], taken[g] = True, g, True
-        elif (same & crowd & (ious[d] >= iou)).any():
-            det_ignored[d] = True
-    return _Outcome(det_tp, det_ignored, det_gt)
+def _matched_here(
+    record: ImageRecord | Sequence[ObjectAnnotation],
+    prediction: Prediction | Detections,
+    size: tuple[int, int],
+    iou: float,
+    min_score: float | None,
+) -> ImageMatches:
+    """This image's matches from :func:`~detectkit.evaluation.evaluate` itself (the one
+    matcher), so the picture and the numbers agree, ties included."""
+    from detectkit.evaluation.pipeline import evaluate
+
+    width, height = size
+    objects = record.objects if isinstance(record, ImageRecord) else tuple(record)
+    detections = prediction.detections if isinstance(prediction, Prediction) else prediction
+    ref = "comparison"
+    truth = LabeledDataset([ImageRecord(image=ref, width=width, height=height, objects=objects)])
+    report = evaluate(
+        truth,
+        [Prediction(image=ref, width=width, height=height, detections=detections)],
+        score_threshold=0.0 if min_score is None else float(min_score),
+        iou_threshold=iou,
+    )
+    return report.matches[ref]
 
 
 def _outcome_from(
@@ -447,8 +447,8 @@ def plot_comparison(
         matches: The :class:`~detectkit.evaluation.EvaluationReport` (this image's matches
             are looked up by its reference) or the image's own
             :class:`~detectkit.evaluation.ImageMatches`, so the picture shows exactly what the
-            evaluation counted; ``None`` matches here, greedily by score, class by class, at
-            IoU ``iou``.
+            evaluation counted; ``None`` runs :func:`~detectkit.evaluation.evaluate` on this
+            image alone at IoU ``iou`` (the same matcher, so ties break as in the numbers).
         iou: IoU threshold of the own matching.
         min_score: Hide detections scoring below this (``None`` shows all).
         line_width: As for :func:`draw`.
@@ -461,7 +461,8 @@ def plot_comparison(
     gt = _items(record, None)
     det = _items(prediction, None)
     if matches is None:
-        outcome = _greedy_match(gt, det, iou)
+        matched = _matched_here(record, prediction, canvas.size, iou, min_score)
+        outcome = _outcome_from(matched, record, prediction, len(det.labels))
     else:
         outcome = _outcome_from(matches, record, prediction, len(det.labels))
     width, height = canvas.size

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from detectkit.backends.local.serve import ServerOptions
+from detectkit.backends.local.app import ServerOptions
 from detectkit.errors import (
     DetectkitError,
     EndpointError,

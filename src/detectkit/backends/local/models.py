@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from detectkit.errors import InvalidSettingsError, NotFoundError, missing_dependency
+from detectkit.settings.request import validate_models
 
 if TYPE_CHECKING:
     from torch import nn
@@ -158,8 +159,6 @@ def model_spec(name: str) -> ModelSpec:
     Raises:
         InvalidSettingsError: The local backend cannot train ``name``; lists what it can.
     """
-    from detectkit.settings.request import validate_models
-
     validate_models([name], LOCAL_MODELS, "local")
     return LOCAL_MODELS[name]
 

@@ -28,8 +28,6 @@ local backend's training and model loading import it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import os
@@ -44,7 +42,9 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 from mlflow.pyfunc.model import PythonModel
 
+from detectkit.backends.local.models import build_model
 from detectkit.backends.mlflow_runs import quiet_mlflow
+from detectkit.scoring.contract import box_entry, image_bytes
 
 __all__ = [
     "LABELS_FILE",
@@ -139,8 +139,6 @@ class DetectionModel(PythonModel):  # type: ignore[misc]
         """Rebuild the architecture named in ``settings.json`` and load ``model.pt``."""
         import torch
 
-        from detectkit.backends.local.models import build_model
-
         artifacts = context.artifacts
         self.settings = json.loads(Path(artifacts["settings"]).read_text(encoding="utf-8"))
         self.classes = tuple(json.loads(Path(artifacts["labels"]).read_text(encoding="utf-8")))
@@ -171,7 +169,7 @@ class DetectionModel(PythonModel):  # type: ignore[misc]
         column = model_input["image"] if hasattr(model_input, "columns") else model_input
         tensors = []
         for i, value in enumerate(list(column)):
-            raw = _image_bytes(value, i)
+            raw = image_bytes(value, f"image {i}")
             try:
                 opened = Image.open(io.BytesIO(raw))
                 image = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
@@ -196,33 +194,10 @@ class DetectionModel(PythonModel):  # type: ignore[misc]
         xyxy = np.clip(result["boxes"].double().cpu().numpy() / scale, 0.0, 1.0)
         scores = result["scores"].double().cpu().numpy()
         labels = result["labels"].cpu().numpy()
+        classes = self.classes
         return [
-            {
-                "box": {
-                    "topX": float(box[0]),
-                    "topY": float(box[1]),
-                    "bottomX": float(box[2]),
-                    "bottomY": float(box[3]),
-                },
-                "label": self.classes[int(label) - 1],
-                "score": float(score),
-            }
-            for box, score, label in zip(xyxy, scores, labels, strict=True)
+            box_entry(box, classes[label - 1], score)
+            for box, score, label in zip(
+                xyxy.tolist(), scores.tolist(), labels.tolist(), strict=True
+            )
         ]
-
-
-def _image_bytes(value: Any, index: int) -> bytes:
-    """An encoded image from a base64 string (with or without line breaks) or raw bytes."""
-    if isinstance(value, bytes | bytearray):
-        raw = bytes(value)
-        if raw[:4] in (b"\x89PNG", b"GIF8") or raw[:2] in (b"\xff\xd8", b"BM", b"II", b"MM"):
-            return raw
-        value = raw.decode("ascii", errors="replace")
-    if not isinstance(value, str):
-        raise ValueError(
-            f"image {index}: expected a base64 string or image bytes, got {type(value).__name__}"
-        )
-    try:
-        return base64.b64decode(value.strip())
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"image {index}: not valid base64 ({exc})") from exc

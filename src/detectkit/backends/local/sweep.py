@@ -36,6 +36,7 @@ from detectkit.backends.local.train import (
 )
 from detectkit.backends.mlflow_runs import BEST_CHILD_TAG, LABELS_FOLDER, MODEL_ARTIFACT
 from detectkit.errors import InvalidSettingsError, NotFoundError
+from detectkit.settings.request import Choice, LogUniform, SearchSpace
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,8 +84,6 @@ def plan_trials(request: TrainingRequest, rng: np.random.Generator) -> Iterator[
         InvalidSettingsError: Bayesian sampling (the local backend samples at random or on
             a grid).
     """
-    from detectkit.settings.request import Choice, LogUniform, SearchSpace
-
     limit = request.limits.max_trials
     base = request.parameters
     mode = request.mode

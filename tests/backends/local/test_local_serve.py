@@ -174,7 +174,7 @@ def test_parse_accepts_contract_shapes(payload: bytes, expected: int) -> None:
         (b"{not json", "not valid JSON"),
         (b"{}", NO_INPUT_DATA),
         (b'{"dataframe_split": {}}', "got keys ['dataframe_split']"),
-        (b'{"input_data": []}', "input_data: expected an object, got list"),
+        (b'{"input_data": []}', "input_data: expected an object, got a list"),
         (b'{"input_data": {"data": "abc"}}', "input_data.data: expected a list"),
         (b'{"input_data": {"data": []}}', "expected at least one image"),
         (b'{"input_data": {"columns": ["img"], "data": ["x"]}}', "input_data.columns"),
@@ -234,7 +234,7 @@ def test_process_and_thread_counts_follow_the_model_and_the_machine(
 ) -> None:
     from detectkit.backends.local import serve
 
-    monkeypatch.setattr(serve, "_cpu_count", lambda: cpus)
+    monkeypatch.setattr(serve, "cpu_count", lambda: cpus)
     resolved = serve._resolve_options(ServerOptions(**given), torch_model=torch_model)
     assert (resolved.processes, resolved.workers, resolved.threads) == expected
 
@@ -243,7 +243,7 @@ def test_forked_torch_processes_refuse_several_threads(monkeypatch: pytest.Monke
     from detectkit.backends.local import serve
     from detectkit.errors import DetectkitError
 
-    monkeypatch.setattr(serve, "_cpu_count", lambda: 8)
+    monkeypatch.setattr(serve, "cpu_count", lambda: 8)
     with pytest.raises(DetectkitError, match="got threads=2; use processes=1"):
         serve._resolve_options(ServerOptions(processes=2, threads=2), torch_model=True)
     plain = serve._resolve_options(ServerOptions(processes=2, threads=2), torch_model=False)
@@ -367,6 +367,26 @@ def test_predict_round_trip(served: tuple[LocalEndpoints, Endpoint]) -> None:
     assert [p.labels.tolist() for p in predictions] == [["40x30"], ["64x48"]]
     assert [p.size for p in predictions] == [(40, 30), (64, 48)]
     assert predictions[1].to_pixels()[0].tolist() == pytest.approx([6.4, 9.6, 32.0, 28.8])
+
+
+def test_predict_takes_a_batch_array_as_build_request_does(
+    served: tuple[LocalEndpoints, Endpoint],
+) -> None:
+    """One image-list rule: ``Endpoint.predict`` once refused an ``(n, h, w, 3)`` array that
+    ``build_request`` splits ("images[0]: expected an image array (height, width, 3), got
+    shape (2, 4, 6, 3)")."""
+    import numpy as np
+
+    from detectkit.scoring import build_request
+
+    _, endpoint = served
+    batch = np.zeros((2, 4, 6, 3), np.uint8)
+    assert len(build_request(batch)["input_data"]["data"]) == 2
+    predictions = endpoint.predict(batch)
+    assert [p.labels.tolist() for p in predictions] == [["6x4"], ["6x4"]]
+    assert [p.size for p in predictions] == [(6, 4), (6, 4)]
+    with pytest.raises(InvalidInputError, match="expected at least one image"):
+        endpoint.predict([])
 
 
 def test_key_file_is_private(served: tuple[LocalEndpoints, Endpoint]) -> None:

@@ -32,7 +32,7 @@ from detectkit.scoring.response import (
 )
 from detectkit.synthetic import make_dataset
 
-FIXTURES = Path(__file__).parent / "fixtures" / "scoring"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "scoring"
 CLASSES = ("can", "carton", "milk_bottle", "water_bottle")
 # the real sample of the Azure ML docs, in response order
 SAMPLE_LABELS = ["milk_bottle", "can", "water_bottle"]
@@ -162,7 +162,8 @@ def test_encode_and_decode_request(cards: list[str]) -> None:
     ("body", "message"),
     [
         ('{"dataframe_split": {"columns": ["image"], "data": []}}', 'missing key "input_data"'),
-        ('{"input_data": {"columns": ["image"]}}', r"request.input_data: expected"),
+        ('{"input_data": {"columns": ["image"]}}', r"request.input_data.data: expected a list"),
+        ('{"input_data": {"columns": ["image"], "data": []}}', "expected at least one image"),
         ('{"input_data": {"columns": ["img"], "data": []}}', "columns: expected"),
         ('{"input_data": {"columns": ["image"], "data": [3]}}', r"data\[0\]: expected a base64"),
         ('{"input_data": {"columns": ["image"], "data": ["a"]}}', r"data\[0\]: not valid base64"),
