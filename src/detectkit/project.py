@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from detectkit.backends.base import Backend, ModelSource
 from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.records import check_name
 from detectkit.resources import (
     DatasetAsset,
     DetectionRun,
@@ -55,7 +56,9 @@ class Datasets:
         The data set is validated first: a data set with errors is refused before anything is
         uploaded (fix it, or keep only the valid records with ``errors="collect"`` when reading).
         """
-        _check_name(name, "name")
+        check_name(name, "name")
+        if version is not None:
+            check_name(version, "version")
         if len(dataset) == 0:
             raise InvalidInputError(f"dataset: expected at least one image for {name!r}, got none")
         report = dataset.validate(check_images=True)
@@ -100,7 +103,9 @@ class Models:
         description: str | None = None,
     ) -> RegisteredModel:
         """Register a model: a run's best trial, one trial, or a local MLflow model folder."""
-        _check_name(name, "name")
+        check_name(name, "name")
+        if version is not None:
+            check_name(version, "version")
         if isinstance(source, DetectionRun):
             src = ModelSource(run_name=source.name)
         elif isinstance(source, Trial):
@@ -398,17 +403,6 @@ def _data_uri(data: DatasetAsset | str) -> str:
         f"training_data: expected a DatasetAsset or a data asset URI, got {type(data).__name__}; "
         "create one with project.datasets.create(name, dataset)"
     )
-
-
-def _check_name(name: str, field: str) -> None:
-    if not isinstance(name, str) or not name or len(name) > 255:
-        raise InvalidInputError(f"{field}: expected a non-empty name, got {name!r}")
-    bad = [c for c in name if not (c.isalnum() or c in "-_.")]
-    if bad:
-        raise InvalidInputError(
-            f"{field}: expected letters, digits, '-', '_' or '.', got {name!r} "
-            f"(invalid characters {''.join(sorted(set(bad)))!r})"
-        )
 
 
 def _check_endpoint_name(name: str, field: str) -> None:

@@ -7,11 +7,14 @@ live handles that wrap them are in :mod:`detectkit.resources`, which re-exports 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from detectkit.errors import InvalidInputError
 
 __all__ = [
     "DatasetAsset",
@@ -21,7 +24,32 @@ __all__ = [
     "RunInfo",
     "RunStatus",
     "Trial",
+    "check_name",
 ]
+
+#: Azure ML's rule for asset names and versions: a letter or digit, then letters, digits,
+#: ``-``, ``_`` and ``.`` (so never ``..``, a path separator or an absolute path).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
+
+
+def check_name(value: object, field: str) -> str:
+    """``value`` if it is a valid asset name or version (Azure's rule), else a typed error.
+
+    The same rule on both backends, so a name that works locally works in a workspace, and a
+    name or version can never lead outside the local project root.
+
+    >>> check_name("cards-v2", "name")
+    'cards-v2'
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        got = value if isinstance(value, str) else type(value).__name__
+        raise InvalidInputError(
+            f"{field}: expected 1-255 characters, starting with a letter or digit, then "
+            f"letters, digits, '-', '_' or '.' (Azure's rule for asset names; no '..'), "
+            f"got {got!r}"
+        )
+    return value
+
 
 
 class RunStatus(str, Enum):

@@ -23,7 +23,7 @@ from detectkit.dataset import LabeledDataset
 from detectkit.errors import ConflictError, NotFoundError
 from detectkit.formats import copy_images_into, read_dataset
 from detectkit.formats.azureml import write_azureml
-from detectkit.records import DatasetAsset
+from detectkit.records import DatasetAsset, check_name
 
 __all__ = ["ASSET_FILE", "LocalAssets", "asset_versions", "next_number", "parse_reference"]
 
@@ -51,7 +51,8 @@ class LocalAssets:
         Raises:
             ConflictError: ``name:version`` exists already (versions are immutable).
         """
-        base = self.folder / name
+        base = self.folder / check_name(name, "name")
+        version = check_name(version, "version") if version else None
         version = version or str(next_number(asset_versions(base)))
         folder = base / version
         if folder.exists():
@@ -86,7 +87,7 @@ class LocalAssets:
         Raises:
             NotFoundError: No such asset or version.
         """
-        base = self.folder / name
+        base = self.folder / check_name(name, "name")
         versions = asset_versions(base)
         if not versions:
             known = ", ".join(a.name for a in self.latest()) or "none"
