@@ -275,6 +275,35 @@ def test_429_is_retried_honouring_retry_after(
     assert sleeps == [7.0, 2.0]  # Retry-After, then exponential backoff (1, 2, 4 s)
 
 
+@pytest.mark.parametrize("header", ["soon", "nan", "-inf", "Thu, 99 Foo 2026"])
+def test_a_retry_after_that_is_no_delay_falls_back_to_the_backoff(
+    project: Any, transport: ReplayTransport, image: Path, sleeps: list[float], header: str
+) -> None:
+    transport.add(
+        "POST",
+        "/score$",
+        Answer(503, "busy", {"Retry-After": header}),
+        Answer(200, fixture("score_response")),
+    )
+    (pred,) = project.endpoints.get("cards-ep").predict(image)
+    assert len(pred) == 3
+    assert sleeps == [1.0]
+
+
+def test_an_echoed_key_or_token_never_reaches_the_error(
+    project: Any, transport: ReplayTransport, image: Path
+) -> None:
+    escaped = json.dumps(PRIMARY_KEY)[1:-1]
+    body = f'{{"key": "{escaped}", "auth": "Bearer eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"}}'
+    transport.add("POST", "/score$", status=403, body=body)
+    with pytest.raises(EndpointError) as info:
+        project.endpoints.get("cards-ep").predict(image)
+    text = str(info.value)
+    assert PRIMARY_KEY not in text and "eyJhbGciOi" not in text
+    assert "Bearer **********" in text
+    assert info.value.hint is not None and "auth mode" in info.value.hint
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_retries_are_bounded(
     project: Any, transport: ReplayTransport, image: Path, sleeps: list[float], status: int

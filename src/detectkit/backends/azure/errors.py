@@ -9,10 +9,14 @@ including the endpoint key.
 from __future__ import annotations
 
 import email.utils
+import json
+import math
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timezone
 
 from pydantic import SecretStr
 
@@ -35,6 +39,12 @@ MAX_RETRIES = 3
 MAX_RETRY_DELAY = 60.0
 
 _ENDPOINT_HINTS: dict[int, str] = {
+    400: "the scoring script refused the request: check the images are JPEG or PNG and read "
+    "endpoint.logs() for what it expected",
+    403: "the key or token is not allowed to call this endpoint: check its auth mode and your "
+    "role on the workspace (AzureML Data Scientist can invoke endpoints)",
+    409: "the endpoint is being updated (a deployment or traffic change is in progress): wait "
+    "for it to finish (project.endpoints.get(name).state) and call again",
     401: "the endpoint refused the key (detectkit fetched fresh keys and retried once): check "
     "the endpoint's auth mode is key and that your identity can list its keys",
     408: "the model took longer than request_timeout_ms: raise it in DeploymentSettings "
@@ -45,8 +55,12 @@ _ENDPOINT_HINTS: dict[int, str] = {
     "instances",
     502: "the scoring container crashed or failed its probes: read endpoint.logs(); the "
     "DeploymentSettings default probes give the model time to load",
+    500: "the scoring container failed on this request: read endpoint.logs() for the error",
     503: "the deployment is busy or scaling: retry later, or add instances",
+    504: "the request timed out inside Azure: send fewer or smaller images per call",
 }
+#: An AAD token echoed in a body (``Bearer eyJ...``): redacted like the key.
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-_.~+/]+=*")
 _NO_ROUTE = "No valid deployments to route to"
 
 
@@ -126,9 +140,7 @@ def endpoint_error(
     retries: int,
 ) -> EndpointError:
     text = content.decode("utf-8", "replace").strip()
-    secret = key.get_secret_value()
-    if secret:
-        text = text.replace(secret, "**********")
+    text = redact(text, key.get_secret_value())
     where = f"endpoint {name!r}" + (f" (deployment {deployment!r})" if deployment else "")
     message = f"{where} answered: {' '.join(text.split())[:300] or '(empty body)'}"
     hint = _ENDPOINT_HINTS.get(status)
@@ -150,15 +162,36 @@ def endpoint_error(
     return EndpointError(message, status_code=status, hint=hint)
 
 
+def redact(text: str, secret: str) -> str:
+    """``text`` without ``secret``, in any of the spellings a service echoes it (verbatim,
+    JSON-escaped such as ``\\/`` for ``/``), and without bearer tokens."""
+    if secret:
+        for spelling in {secret, json.dumps(secret)[1:-1], secret.replace("/", "\\/")}:
+            text = text.replace(spelling, "**********")
+    return _BEARER.sub(r"\1**********", text)
+
+
 def retry_delay(headers: Mapping[str, str], attempt: int) -> float:
-    """Seconds to wait: ``Retry-After`` (seconds or an HTTP date) or 1, 2, 4 ... s."""
+    """Seconds to wait: ``Retry-After`` (seconds or an HTTP date) or 1, 2, 4 ... s.
+
+    A value that is neither (``soon``, ``nan``, a negative or endless number) falls back to
+    the backoff, so a bad header never stops the retry loop.
+    """
+    backoff = min(2.0**attempt, MAX_RETRY_DELAY)
     lower = {k.lower(): v for k, v in headers.items()}
-    value = lower.get("retry-after")
-    if value:
+    value = (lower.get("retry-after") or "").strip()
+    if not value:
+        return backoff
+    try:
+        seconds = float(value)
+    except ValueError:
         try:
-            return min(max(float(value), 0.0), MAX_RETRY_DELAY)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value.strip() else None
-            if when is not None:
-                return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_DELAY)
-    return min(2.0**attempt, MAX_RETRY_DELAY)
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return backoff
+        if when.tzinfo is None:  # an HTTP date is GMT
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return MAX_RETRY_DELAY if seconds == math.inf else backoff
+    return min(max(seconds, 0.0), MAX_RETRY_DELAY)
