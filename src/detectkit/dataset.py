@@ -32,6 +32,8 @@ from detectkit.validation import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from detectkit.formats import Format as Format
+
 __all__ = [
     "BoxStats",
     "DatasetSplit",
@@ -41,7 +43,14 @@ __all__ = [
     "ObjectAnnotation",
 ]
 
-Format = Literal["azureml", "coco", "voc", "yolo"]
+
+def __getattr__(name: str) -> object:
+    # ``Format`` lives in detectkit.formats (which imports this module); kept importable here.
+    if name == "Format":
+        from detectkit.formats import Format
+
+        return Format
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ObjectAnnotation(BaseModel):
@@ -454,7 +463,7 @@ class LabeledDataset:
 
     def plot_class_distribution(self, *, title: str | None = None) -> Figure:
         """Bar chart of boxes and images per class (matplotlib ``Figure``)."""
-        from detectkit.viz.drawing import plot_class_distribution
+        from detectkit.viz.charts import plot_class_distribution
 
         return plot_class_distribution(self, title=title)
 

@@ -265,7 +265,8 @@ def _step_predict(endpoint: Any, holdout: Any, say: Callable[[str], None]) -> tu
 def _step_pictures(
     folder: Path, dataset: Any, holdout: Any, predictions: Any, say: Callable[[str], None]
 ) -> tuple[Path, Path]:
-    from detectkit.viz.drawing import draw, plot_class_distribution
+    from detectkit.viz.charts import plot_class_distribution
+    from detectkit.viz.drawing import draw
 
     annotated = folder / "prediction.png"
     draw(holdout.records[0].image, predictions[0], min_score=0.5).save(annotated)

@@ -703,7 +703,7 @@ def _as_classes(classes: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _class_tuple(classes: Sequence[str]) -> tuple[str, ...]:
+def class_tuple(classes: Sequence[str]) -> tuple[str, ...]:
     """A model's class list (``labels.json``) as the scoring parsers check it."""
     if isinstance(classes, str):
         raise InvalidInputError(

@@ -51,7 +51,6 @@ def check_name(value: object, field: str) -> str:
     return value
 
 
-
 class RunStatus(str, Enum):
     """Status of a training run. Unknown service values map to ``UNKNOWN`` (the raw value is
     kept in ``RunInfo.status_raw``)."""

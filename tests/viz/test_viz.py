@@ -21,6 +21,7 @@ from detectkit.evaluation.pipeline import EvaluationReport, ImageMatches, evalua
 from detectkit.prediction import Detections, Prediction
 from detectkit.synthetic import make_dataset
 from detectkit.viz import drawing as viz_draw
+from detectkit.viz import layout as viz_layout
 
 GREY = (128, 128, 128)
 
@@ -203,7 +204,7 @@ def test_draw_label_is_filled_with_the_class_colour_above_the_box() -> None:
 def test_draw_label_fill_covers_its_rounded_spot_at_half_pixels(x_px: float) -> None:
     det = Detections([[x_px / 200, 0.5, 0.9, 0.9]], [0.5], [0], classes=["can"])
     out = np.asarray(viz.draw(grey(200, 120), det, font_size=13, line_width=1))
-    width, _ = viz_draw._label_plan("can 0.50", 13)
+    width, _ = viz_layout.label_plan("can 0.50", 13)
     left, right = round(x_px), round(x_px + width)  # half to even, as the layout's spot
     row = out[60 - 2]  # in the label's bottom padding, just above the box
     assert tuple(row[left - 1]) == GREY
@@ -212,7 +213,7 @@ def test_draw_label_fill_covers_its_rounded_spot_at_half_pixels(x_px: float) -> 
 
 
 def test_label_cache_keeps_to_its_byte_budget() -> None:
-    cache = viz_draw._LabelCache(budget=60_000)
+    cache = viz_layout.LabelCache(budget=60_000)
     tiles = [cache.get(f"label {i}", 17, viz.PALETTE[0]) for i in range(40)]
     assert cache.used == sum(4 * t.width * t.height for t in cache.tiles.values())
     assert cache.used <= 60_000

@@ -128,7 +128,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(report.to_text())
     if args.plots:
-        from detectkit.viz.drawing import plot_confusion_matrix, plot_pr_curves
+        from detectkit.viz.charts import plot_confusion_matrix, plot_pr_curves
 
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The evaluation engine: pycocotools' ``COCOeval`` (bbox) and VOC AP50, in columnar numpy.
 
 :func:`~detectkit.evaluation.evaluate` and :func:`~detectkit.evaluation.evaluate_coco_files`
-turn their inputs into one set of flat arrays (``_Columns``) and hand them to ``_run``, which
+turn their inputs into one set of flat arrays (``Columns``) and hand them to ``run_evaluation``, which
 orders detections canonically, computes IoUs, matches greedily at every IoU threshold and area
 range at once, accumulates the precision / recall arrays, summarizes them, and builds the
 :class:`~detectkit.evaluation.report.EvaluationReport`. Nothing here is public API.
@@ -31,22 +31,22 @@ from detectkit.evaluation.report import (
     PRCurve,
     ProtocolName,
     ThresholdMetrics,
-    _monotone,
+    monotone,
 )
 
-__all__: list[str] = []  # internal: evaluation.py is the public entry
+__all__: list[str] = []  # internal: detectkit.evaluation is the public entry
 
 Array = npt.NDArray[Any]
 _T50, _T75 = 0, 5  # indices of IoU 0.50 and 0.75
 _EPS = float(np.spacing(1))
 _BACKGROUND = "background"
 _EDGE_BUDGET = 4_000_000  # detection/ground-truth pairs whose IoU is computed at once
-_I0 = np.zeros(0, dtype=np.int64)
+EMPTY_INDEX = np.zeros(0, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------- columns
 @dataclass
-class _Columns:
+class Columns:
     """Ground truth and detections as flat arrays; ids are positions, boxes pixel xywh."""
 
     images: list[str]
@@ -149,7 +149,7 @@ def _edges(
         parts.append((rep_d[hit], rep_g[hit], iou[hit]))
         start = end
     if not parts:
-        return _I0, _I0, np.zeros(0)
+        return EMPTY_INDEX, EMPTY_INDEX, np.zeros(0)
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
@@ -264,7 +264,7 @@ def _sample_columns(tp: Array, fp: Array, need: Array) -> tuple[Array, Array]:
     bounds = np.c_[np.where(valid, start[:, None] + np.maximum(need - 1, 0), end), end]
     segment = np.maximum.reduceat(pr, bounds.reshape(-1)).reshape(n_col, -1)[:, :-1]
     segment = np.where(valid, segment, 0.0)
-    out: Array = np.where(valid, _monotone(segment), 0.0)
+    out: Array = np.where(valid, monotone(segment), 0.0)
     return out, count
 
 
@@ -366,8 +366,8 @@ class _Outcome:
     gt_taken: Array
 
 
-def _run(
-    cols: _Columns,
+def run_evaluation(
+    cols: Columns,
     protocol: ProtocolName,
     max_dets: tuple[int, ...],
     score_threshold: float,
@@ -592,7 +592,7 @@ def _voc(
         prec = tps / np.maximum(tps + fps, np.finfo(np.float64).eps)
         curves[k] = PRCurve(rec, prec, det_score[idx].copy())
         mrec = np.r_[0.0, rec, 1.0]
-        mpre = _monotone(np.r_[0.0, prec, 0.0])
+        mpre = monotone(np.r_[0.0, prec, 0.0])
         i = np.flatnonzero(mrec[1:] != mrec[:-1])
         aps.append(float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])))
     outcome = _Outcome(
@@ -637,7 +637,7 @@ def _confusion(
     return cm.astype(np.int64)
 
 
-def _image_matches(cols: _Columns, main: _Outcome, d_order: Array, g_order: Array) -> MatchList:
+def _image_matches(cols: Columns, main: _Outcome, d_order: Array, g_order: Array) -> MatchList:
     """Per image flags, back in the caller's order."""
     n_img = len(cols.images)
     d_counts = np.bincount(cols.det_img, minlength=n_img)

@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from detectkit.dataset import LabeledDataset
 from detectkit.errors import InvalidAnnotationError, InvalidInputError
-from detectkit.evaluation.engine import _I0, _Columns, _run
+from detectkit.evaluation.engine import EMPTY_INDEX, Columns, run_evaluation
 from detectkit.evaluation.report import (
     AREA_RANGES,
     ClassMetrics,
@@ -52,8 +52,8 @@ from detectkit.evaluation.report import (
     MatchList,
     PRCurve,
     ThresholdMetrics,
-    _file_name,
-    _unique_index,
+    file_name,
+    unique_index,
 )
 from detectkit.evaluation.report import IOU_THRESHOLDS as IOU_THRESHOLDS
 from detectkit.evaluation.report import RECALL_THRESHOLDS as RECALL_THRESHOLDS
@@ -121,7 +121,7 @@ def _align(
                 "; set Prediction.image or pass a mapping image -> Detections"
             )
         return [(i, det) for i, (_, det) in enumerate(items)]
-    by_ref = _unique_index(refs)
+    by_ref = unique_index(refs)
     by_name: dict[str, int] | None = None  # built when a reference is not found as given
     out: list[tuple[int, DetectionsLike]] = []
     owner: dict[int, int] = {}
@@ -134,12 +134,10 @@ def _align(
         i = by_ref.get(key, -1)
         if i < 0:
             if by_name is None:
-                by_name = _unique_index([_file_name(r) for r in refs])
-            i = by_name.get(_file_name(key), -1)
+                by_name = unique_index([file_name(r) for r in refs])
+            i = by_name.get(file_name(key), -1)
         if i < 0:
-            ambiguous = (
-                refs.count(key) > 1 or sum(_file_name(r) == _file_name(key) for r in refs) > 1
-            )
+            ambiguous = refs.count(key) > 1 or sum(file_name(r) == file_name(key) for r in refs) > 1
             why = (
                 "matches several ground-truth images" if ambiguous else "is not in the ground truth"
             )
@@ -160,7 +158,7 @@ def _align(
 def _columns_from_dataset(
     ground_truth: LabeledDataset,
     predictions: Sequence[PredictionLike] | Mapping[str, DetectionsLike],
-) -> _Columns:
+) -> Columns:
     records = ground_truth.records
     gt_classes = ground_truth.classes
     code = {name: i for i, name in enumerate(gt_classes)}
@@ -219,7 +217,7 @@ def _columns_from_dataset(
             f"predictions[{n}] (image {records[pairs[n][0]].image!r}): expected finite scores "
             "and boxes, got NaN or infinity; drop those detections before evaluating"
         )
-    det_cls = np.concatenate([*classes, _I0])
+    det_cls = np.concatenate([*classes, EMPTY_INDEX])
     # extra labels: only those used, sorted by name, after the ground-truth classes
     used = np.unique(det_cls[det_cls >= len(gt_classes)])
     by_code = {v: k for k, v in names.items()}
@@ -227,7 +225,7 @@ def _columns_from_dataset(
     remap = np.arange(len(names), dtype=np.int64)
     for j, name in enumerate(extra):
         remap[names[name]] = len(gt_classes) + j
-    return _Columns(
+    return Columns(
         images=[r.image for r in records],
         classes=(*gt_classes, *extra),
         n_gt_classes=len(gt_classes),
@@ -269,7 +267,7 @@ def _load_json(source: str | os.PathLike[str] | Any, what: str) -> Any:
     return source
 
 
-def _columns_from_coco(gt_source: Any, results_source: Any) -> _Columns:
+def _columns_from_coco(gt_source: Any, results_source: Any) -> Columns:
     gt = _load_json(gt_source, "ground truth")
     results = _load_json(results_source, "results")
     file = str(gt_source) if isinstance(gt_source, str | os.PathLike) else None
@@ -321,7 +319,7 @@ def _columns_from_coco(gt_source: Any, results_source: Any) -> _Columns:
     for pos, (_, j) in enumerate(extra):
         remap[len(cats) + j] = len(cats) + pos
     gt_img, det_img = g_img, d_img
-    return _Columns(
+    return Columns(
         images=[str(im.get("file_name", im.get("id"))) for im in images],
         classes=(*class_names, *(name for name, _ in extra)),
         n_gt_classes=len(cats),
@@ -614,7 +612,7 @@ def evaluate(
             "read one with detectkit.read_dataset(...)"
         )
     cols = _columns_from_dataset(ground_truth, predictions)
-    return _run(cols, protocol, cuts, float(score_threshold), float(iou_threshold))
+    return run_evaluation(cols, protocol, cuts, float(score_threshold), float(iou_threshold))
 
 
 def evaluate_coco_files(
@@ -650,4 +648,4 @@ def evaluate_coco_files(
     """
     cuts = _check_params(protocol, max_detections, score_threshold, iou_threshold)
     cols = _columns_from_coco(ground_truth, results)
-    return _run(cols, protocol, cuts, float(score_threshold), float(iou_threshold))
+    return run_evaluation(cols, protocol, cuts, float(score_threshold), float(iou_threshold))

@@ -205,7 +205,7 @@ class PRCurve:
 
     def interpolated(self, points: Array = RECALL_THRESHOLDS) -> Array:
         """Precision made monotone and sampled at ``points`` like COCO (0 beyond the reach)."""
-        return _sample(self.recall, _monotone(self.precision), points)
+        return _sample(self.recall, monotone(self.precision), points)
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,9 +274,9 @@ class MatchList(Sequence[ImageMatches]):
         if isinstance(index, str):
             if self._index is None:
                 refs = [m.image for m in self._items]
-                self._index = (_unique_index(refs), _unique_index([_file_name(r) for r in refs]))
+                self._index = (unique_index(refs), unique_index([file_name(r) for r in refs]))
             by_ref, by_name = self._index
-            i = by_ref.get(index, by_name.get(_file_name(index), -1))
+            i = by_ref.get(index, by_name.get(file_name(index), -1))
             if i < 0:
                 raise KeyError(f"no matches for image {index!r}: not a ground-truth image")
             return self._items[i]
@@ -552,11 +552,11 @@ def _index_of(values: Array, value: float, name: str) -> int:
     return int(hits[0])
 
 
-def _file_name(ref: str) -> str:
+def file_name(ref: str) -> str:
     return ref.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _unique_index(keys: Sequence[str]) -> dict[str, int]:
+def unique_index(keys: Sequence[str]) -> dict[str, int]:
     """key -> position for keys that occur once."""
     seen: dict[str, int] = {}
     for i, key in enumerate(keys):
@@ -565,7 +565,7 @@ def _unique_index(keys: Sequence[str]) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------- curves
-def _monotone(pr: Array) -> Array:
+def monotone(pr: Array) -> Array:
     """Precision made non-increasing from the right (pycocotools' envelope)."""
     out: Array = np.maximum.accumulate(pr[..., ::-1], axis=-1)[..., ::-1]
     return out

@@ -1,21 +1,71 @@
 """Annotation formats: one module per format, pure read/write functions.
 
 ``read_dataset(path)`` recognises the format of a file or folder; ``write_dataset`` writes one.
+Both go through one table, ``name -> FormatIO(read, write)``: a new format is one entry there
+(and its name in :data:`Format`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal, overload
+from typing import Literal, NamedTuple, overload
 
-from detectkit.dataset import Format, LabeledDataset
+from detectkit.dataset import LabeledDataset
 from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.formats.azureml import read_azureml, write_azureml
+from detectkit.formats.coco import read_coco, write_coco
+from detectkit.formats.voc import read_voc, write_voc
+from detectkit.formats.yolo import read_yolo, write_yolo
+from detectkit.images import is_remote
+from detectkit.progress import track
 from detectkit.validation import ErrorMode, ValidationReport
 
-__all__ = ["FORMATS", "copy_images_into", "detect_format", "read_dataset", "write_dataset"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "FormatIO",
+    "copy_images_into",
+    "detect_format",
+    "read_dataset",
+    "write_dataset",
+]
 
-FORMATS: tuple[Format, ...] = ("azureml", "coco", "voc", "yolo")
+#: The name of an annotation format, as ``format=`` takes it.
+Format = Literal["azureml", "coco", "voc", "yolo"]
+
+
+class FormatIO(NamedTuple):
+    """How one annotation format is read and written."""
+
+    #: ``read(path, errors=..., [images_root=...]) -> (dataset, report)``
+    read: Callable[..., tuple[LabeledDataset, ValidationReport]]
+    #: ``write(dataset, path, [image_base_url=...]) -> main file or folder written``
+    write: Callable[..., Path]
+    #: the reader takes ``images_root=`` (image paths are relative to a folder of your choice)
+    images_root: bool = True
+    #: the writer takes ``image_base_url=`` (the format stores image URLs)
+    image_urls: bool = False
+
+
+_TABLE: Mapping[Format, FormatIO] = {
+    "azureml": FormatIO(read_azureml, write_azureml, image_urls=True),
+    "coco": FormatIO(read_coco, write_coco, image_urls=True),
+    "voc": FormatIO(read_voc, write_voc),
+    "yolo": FormatIO(read_yolo, write_yolo, images_root=False),
+}
+
+#: Every format name, in table order.
+FORMATS: tuple[Format, ...] = tuple(_TABLE)
+
+
+def _io(fmt: str) -> FormatIO:
+    for name, io in _TABLE.items():
+        if name == fmt:
+            return io
+    raise InvalidInputError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
 
 
 def detect_format(path: str | os.PathLike[str]) -> Format:
@@ -90,7 +140,7 @@ def read_dataset(
 
     Args:
         path: A file or folder.
-        format: ``azureml``, ``coco``, ``voc`` or ``yolo``; recognised when ``None``.
+        format: A name in :data:`FORMATS`; recognised when ``None``.
         images_root: Folder image paths are relative to (default: next to the annotations).
             Ignored for YOLO, whose images live in the folder itself.
         errors: ``"raise"`` stops at the first problem with
@@ -112,23 +162,10 @@ def _read(
     images_root: str | os.PathLike[str] | None,
     errors: ErrorMode,
 ) -> tuple[LabeledDataset, ValidationReport]:
-    if fmt == "azureml":
-        from detectkit.formats.azureml import read_azureml
-
-        return read_azureml(path, images_root=images_root, errors=errors)
-    if fmt == "coco":
-        from detectkit.formats.coco import read_coco
-
-        return read_coco(path, images_root=images_root, errors=errors)
-    if fmt == "voc":
-        from detectkit.formats.voc import read_voc
-
-        return read_voc(path, images_root=images_root, errors=errors)
-    if fmt == "yolo":
-        from detectkit.formats.yolo import read_yolo
-
-        return read_yolo(path, errors=errors)
-    raise InvalidInputError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
+    io = _io(fmt)
+    if io.images_root:
+        return io.read(path, images_root=images_root, errors=errors)
+    return io.read(path, errors=errors)
 
 
 def write_dataset(
@@ -144,31 +181,29 @@ def write_dataset(
     Args:
         dataset: The data set.
         path: Output file or folder (see each format).
-        format: ``azureml``, ``coco``, ``voc`` or ``yolo``.
-        image_base_url: (``azureml`` and ``coco``) rewrite image references under this URL.
+        format: A name in :data:`FORMATS`.
+        image_base_url: (formats that store image URLs: ``azureml``, ``coco``) rewrite image
+            references under this URL.
         copy_images: Copy (hard-link when possible) local images that are not already inside
             the output folder into ``<output folder>/images/``, so the output is a
             self-contained data set whose image references are relative. Without it, such
             images are referenced by absolute path, and reading the output back needs
             ``images_root=`` (readers refuse paths that leave the data set folder).
     """
+    io = _io(format)
+    if image_base_url is not None and not io.image_urls:
+        stores = [name for name, entry in _TABLE.items() if entry.image_urls]
+        raise InvalidInputError(
+            f"image_base_url: only the {' and '.join(stores)} formats store image URLs, "
+            f"got format {format!r}"
+        )
     if copy_images and image_base_url is None:
         out = Path(path)
         folder = out.parent if out.suffix.lower() in (".json", ".jsonl") else out
         dataset = copy_images_into(dataset, folder)
-    if format == "azureml":
-        return dataset.to_azureml(path, image_base_url=image_base_url)
-    if format == "coco":
-        return dataset.to_coco(path, image_base_url=image_base_url)
-    if image_base_url is not None:
-        raise InvalidInputError(
-            f"image_base_url: only the azureml and coco formats store image URLs, got format {format!r}"
-        )
-    if format == "voc":
-        return dataset.to_voc(path)
-    if format == "yolo":
-        return dataset.to_yolo(path)
-    raise InvalidInputError(f"format: expected one of {list(FORMATS)}, got {format!r}")
+    if io.image_urls:
+        return io.write(dataset, path, image_base_url=image_base_url)
+    return io.write(dataset, path)
 
 
 def copy_images_into(
@@ -182,11 +217,6 @@ def copy_images_into(
     ``folder/images/<file name>`` when not under the root; clashing names get a numeric
     suffix). Remote images (URLs) are left as they are. The input is not changed.
     """
-    import shutil
-
-    from detectkit.images import is_remote
-    from detectkit.progress import track
-
     target = Path(folder).resolve()
     root = dataset.root.resolve() if dataset.root is not None else None
     used: set[Path] = set()

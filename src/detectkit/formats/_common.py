@@ -13,14 +13,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from detectkit.boxes import Box
-from detectkit.dataset import ImageRecord
+from detectkit.dataset import ImageRecord, LabeledDataset
 from detectkit.errors import InvalidAnnotationError
 from detectkit.images import is_remote, resolve_image_path
 from detectkit.validation import ProblemCollector, ProblemKind, Severity
 
-#: Normalized values within this distance outside [0, 1] are clipped (and reported as a
-#: warning) instead of rejected: labeling tools emit 1.0004 or -2e-7 from rounding.
-CLIP_TOLERANCE = 1e-3
+#: How far outside [0, 1] a normalized coordinate read from an annotation file (COCO, VOC,
+#: YOLO, Azure ML JSONL) may lie and still be clipped into [0, 1] with a warning instead of
+#: rejected: labeling tools emit 1.0004 or -2e-7 from rounding. Model responses have their own,
+#: looser bound (:data:`detectkit.scoring.RESPONSE_CLIP_TOLERANCE`).
+ANNOTATION_CLIP_TOLERANCE = 1e-3
 
 
 def to_float(value: object) -> float | None:
@@ -49,14 +51,14 @@ def make_box(
 ) -> Box | None:
     """Check normalized corners and build a :class:`Box`, or record why not (``None``).
 
-    Values a hair outside ``[0, 1]`` (within :data:`CLIP_TOLERANCE`) are clipped with a warning;
-    values further out and inverted boxes are errors.
+    Values a hair outside ``[0, 1]`` (within :data:`ANNOTATION_CLIP_TOLERANCE`) are clipped
+    with a warning; values further out and inverted boxes are errors.
     """
     vals = list(coords)
     for k, (v, name) in enumerate(zip(vals, fields, strict=True)):
         if 0.0 <= v <= 1.0:
             continue
-        if -CLIP_TOLERANCE <= v <= 1.0 + CLIP_TOLERANCE:
+        if -ANNOTATION_CLIP_TOLERANCE <= v <= 1.0 + ANNOTATION_CLIP_TOLERANCE:
             clipped = min(max(v, 0.0), 1.0)
             col.add(
                 ProblemKind.CLIPPED,
@@ -265,3 +267,19 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def unique_stems(records: LabeledDataset | list[ImageRecord]) -> list[str]:
+    """One file stem per record, from the image name; later duplicates (case-insensitive)
+    get ``_2``, ``_3`` ... appended."""
+    taken: set[str] = set()
+    stems: list[str] = []
+    for record in records:
+        base = Path(record.name).stem or "image"
+        stem, n = base, 1
+        while stem.lower() in taken:
+            n += 1
+            stem = f"{base}_{n}"
+        taken.add(stem.lower())
+        stems.append(stem)
+    return stems

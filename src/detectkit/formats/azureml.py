@@ -35,6 +35,7 @@ from detectkit.formats._common import (
     to_float,
     trusted_model,
 )
+from detectkit.formats._yaml import YamlError, read_path_list
 from detectkit.images import IMAGE_EXTENSIONS, is_remote
 from detectkit.validation import (
     ErrorMode,
@@ -148,37 +149,11 @@ def _json_paths(text: str, where: Path) -> list[tuple[str, str]]:
 
 
 def _yaml_paths(text: str, where: Path) -> list[tuple[str, str]]:
-    items: list[dict[str, str]] = []
-    in_paths = False
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = _strip_comment(raw).rstrip()
-        body = line.strip()
-        if not body:
-            continue
-        top_level = not line[0].isspace()
-        if top_level and not body.startswith("-"):
-            key, _, rest = body.partition(":")
-            in_paths = key.strip() == "paths"
-            if in_paths and rest.strip():
-                raise InvalidInputError(
-                    f"{where}, line {lineno}: paths: expected a block list "
-                    f"('- file: ./train.jsonl' on the next lines), got {rest.strip()!r}"
-                )
-            continue
-        if not in_paths:
-            continue
-        if body.startswith("-"):
-            items.append({})
-            body = body[1:].strip()
-            if not body:
-                continue
-        key, sep, value = body.partition(":")
-        if not items or not sep:
-            raise InvalidInputError(
-                f"{where}, line {lineno}: paths: expected '- file: <path>', got {body!r}"
-            )
-        items[-1][key.strip()] = _unquote(value.strip())
-    return [_path_entry(item, where, f"paths[{i}]") for i, item in enumerate(items)]
+    try:
+        items = read_path_list(text, "paths")
+    except YamlError as exc:
+        raise InvalidInputError(f"{where}, line {exc.line}: {exc}") from None
+    return [_path_entry(item, where, f"paths[{i}]") for i, (_, item) in enumerate(items)]
 
 
 def _path_entry(item: object, where: Path, loc: str) -> tuple[str, str]:
@@ -191,26 +166,6 @@ def _path_entry(item: object, where: Path, loc: str) -> tuple[str, str]:
         f"{where}: {loc}: expected one of 'file:', 'folder:' or 'pattern:' with a path, "
         f"got {item!r}"
     )
-
-
-def _strip_comment(line: str) -> str:
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i]
-    return line
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        inner = value[1:-1]
-        return inner.replace("''", "'") if value[0] == "'" else inner
-    return value
 
 
 def _jsonl_files(p: Path) -> list[Path]:

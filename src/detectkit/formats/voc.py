@@ -61,7 +61,13 @@ from xml.parsers import expat
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
-from detectkit.formats._common import RefResolver, gc_paused, output_ref, to_float
+from detectkit.formats._common import (
+    RefResolver,
+    gc_paused,
+    output_ref,
+    to_float,
+    unique_stems,
+)
 from detectkit.images import image_info, is_remote
 from detectkit.validation import (
     ErrorMode,
@@ -548,22 +554,6 @@ def write_voc(dataset: LabeledDataset, path: str | os.PathLike[str]) -> Path:
     for stem, text in documents.items():
         (out / f"{stem}.xml").write_text(text, encoding="utf-8")
     return out
-
-
-def unique_stems(records: LabeledDataset | list[ImageRecord]) -> list[str]:
-    """One file stem per record, from the image name; later duplicates (case-insensitive)
-    get ``_2``, ``_3`` ... appended."""
-    taken: set[str] = set()
-    stems: list[str] = []
-    for record in records:
-        base = Path(record.name).stem or "image"
-        stem, n = base, 1
-        while stem.lower() in taken:
-            n += 1
-            stem = f"{base}_{n}"
-        taken.add(stem.lower())
-        stems.append(stem)
-    return stems
 
 
 def _size_of(record: ImageRecord, index: int) -> tuple[int, int]:

@@ -26,9 +26,10 @@ prediction saved with its confidence (Ultralytics ``save_conf``), kept as the ob
 ``score``. A line with ``class_id x1 y1 x2 y2 x3 y3 ...`` (three or more points) is a segment
 polygon: its bounding box is kept and one warning per file says how many lines were converted.
 
-Values a hair outside ``[0, 1]`` (within :data:`~detectkit.formats._common.CLIP_TOLERANCE`) are
-clipped with a ``clipped`` warning (Ultralytics drops such images as corrupt); further out they
-are an ``out_of_range`` error for that line. Boxes whose centre and size are valid but which
+Values a hair outside ``[0, 1]`` (within
+:data:`~detectkit.formats._common.ANNOTATION_CLIP_TOLERANCE`) are clipped with a ``clipped``
+warning (Ultralytics drops such images as corrupt); further out they are an ``out_of_range``
+error for that line. Boxes whose centre and size are valid but which
 extend past the image edge are clipped to the image with a warning. A class id without a name
 is an ``unknown_label`` error; a label file without an image is an ``unreferenced`` error (its
 boxes are not read). Every problem names the label file and line.
@@ -50,15 +51,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
-from detectkit.formats._common import CLIP_TOLERANCE, gc_paused, to_float
-from detectkit.formats.voc import unique_stems
+from detectkit.formats._common import (
+    ANNOTATION_CLIP_TOLERANCE,
+    gc_paused,
+    to_float,
+    unique_stems,
+)
+from detectkit.formats._yaml import YamlError, read_names
 from detectkit.images import IMAGE_EXTENSIONS, image_info, is_remote
 from detectkit.validation import (
     ErrorMode,
@@ -71,7 +76,7 @@ from detectkit.validation import (
 __all__ = ["read_yolo", "write_yolo"]
 
 #: Values this close outside [0, 1] are float noise (``cx - w / 2`` of an edge box): clipped
-#: silently. Between this and CLIP_TOLERANCE they are clipped with a warning.
+#: silently. Between this and ANNOTATION_CLIP_TOLERANCE they are clipped with a warning.
 _NOISE = 1e-9
 _BOX_FIELDS = ("cx", "cy", "w", "h")
 
@@ -357,7 +362,7 @@ def _unit_value(token: str, name: str, loc: str, col: ProblemCollector, file: st
         return None
     if 0.0 <= value <= 1.0:
         return value
-    if -CLIP_TOLERANCE <= value <= 1.0 + CLIP_TOLERANCE:
+    if -ANNOTATION_CLIP_TOLERANCE <= value <= 1.0 + ANNOTATION_CLIP_TOLERANCE:
         clipped = min(max(value, 0.0), 1.0)
         if abs(clipped - value) > _NOISE:
             col.add(
@@ -386,12 +391,6 @@ def _unit_value(token: str, name: str, loc: str, col: ProblemCollector, file: st
 
 
 # ---------------------------------------------------------------------------- class names
-class _YamlError(ValueError):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-
-
 def _read_classes(root: Path, class_file: Path | None, col: ProblemCollector) -> list[str] | None:
     """Class names from data.yaml (or another *.yaml with names), else classes.txt."""
     if class_file is not None and class_file.suffix.lower() not in (".yaml", ".yml"):
@@ -419,7 +418,7 @@ def _yaml_classes(path: Path, col: ProblemCollector) -> list[str] | None:
     except (OSError, UnicodeDecodeError) as exc:
         col.add(ProblemKind.PARSE, "file cannot be read", file=str(path), got=type(exc).__name__)
         return None
-    except _YamlError as exc:
+    except YamlError as exc:
         col.add(
             ProblemKind.PARSE,
             f"names cannot be read: {exc}",
@@ -470,147 +469,14 @@ def _classes_txt(path: Path, col: ProblemCollector) -> list[str] | None:
 def parse_data_yaml(text: str) -> tuple[list[str] | None, int | None]:
     """``names`` (in id order) and ``nc`` of an Ultralytics ``data.yaml``.
 
-    Understands the shapes data sets use: ``names: [a, 'b c']`` (also over several lines),
-    ``names: {0: a, 1: b}``, a block list (``- a``) and a block mapping (``0: a``), with
-    comments and quoted names. ``None`` for a key that is absent.
+    See :func:`detectkit.formats._yaml.read_names` for the shapes understood.
 
     Raises:
         ValueError: ``names`` is present but in none of those shapes (``.line`` is set).
     """
-    lines = text.splitlines()
-    names: list[str] | None = None
-    nc: int | None = None
-    i = 0
-    while i < len(lines):
-        line = _strip_comment(lines[i])
-        key, sep, rest = line.partition(":")
-        if not sep or not line or line[0] in " \t-":  # only top-level keys
-            i += 1
-            continue
-        rest = rest.strip()
-        if key.strip() == "nc":
-            value = to_float(rest)
-            nc = int(value) if value is not None and value.is_integer() else None
-        elif key.strip() == "names":
-            if rest[:1] in ("[", "{"):
-                start, flow = i, rest
-                while not _closed(flow):
-                    i += 1
-                    if i >= len(lines):
-                        raise _YamlError(start + 1, f"{flow[0]} is never closed")
-                    flow += " " + _strip_comment(lines[i]).strip()
-                names = _flow(flow, start + 1)
-            elif rest:
-                raise _YamlError(i + 1, f"expected a list or a mapping, got {rest!r}")
-            else:
-                items: list[tuple[int, str]] = []
-                while i + 1 < len(lines):
-                    nxt = _strip_comment(lines[i + 1])
-                    if nxt.strip() and not (nxt[0] in " \t" or nxt.startswith("-")):
-                        break
-                    i += 1
-                    if nxt.strip():
-                        items.append((i + 1, nxt.strip()))
-                names = _block(items, i + 1)
-        i += 1
-    return names, nc
+    return read_names(text)
 
 
-def _unquoted(text: str) -> Iterator[tuple[int, str]]:
-    """Positions and characters of ``text`` that lie outside quoted strings.
-
-    As in YAML, a quote starts a quoted string only at the start of a scalar (``queen's`` is
-    plain text); ``\\"`` escapes a quote inside double quotes, ``''`` one inside single quotes.
-    """
-    quote = ""
-    escaped = False
-    prev = ""  # the last non-blank character outside quotes
-    for k, ch in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\" and quote == '"':
-                escaped = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"" and prev in ("", "[", "{", ",", ":", "-"):
-            quote = ch
-        else:
-            if not ch.isspace():
-                prev = ch
-            yield k, ch
-
-
-def _strip_comment(line: str) -> str:
-    for k, ch in _unquoted(line):
-        if ch == "#" and (k == 0 or line[k - 1] in " \t"):
-            return line[:k].rstrip()
-    return line.rstrip()
-
-
-def _split_top(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside quotes."""
-    cuts = [k for k, ch in _unquoted(text) if ch == sep]
-    return [text[a + 1 : b] for a, b in zip([-1, *cuts], [*cuts, len(text)], strict=True)]
-
-
-def _closed(flow: str) -> bool:
-    """True when the brackets opened by ``flow[0]`` are all closed (quotes respected)."""
-    closing = "]" if flow[0] == "[" else "}"
-    return len(_split_top(flow, flow[0])) == len(_split_top(flow, closing))
-
-
-def _flow(flow: str, line: int) -> list[str]:
-    body = flow.strip()[1:-1].strip()
-    items = [item.strip() for item in _split_top(body, ",")] if body else []
-    if items and not items[-1]:
-        items.pop()  # trailing comma
-    if flow.startswith("["):
-        return [_scalar(item, line) for item in items]
-    return _from_mapping([_pair(item, line) for item in items], line)
-
-
-def _block(items: list[tuple[int, str]], last_line: int) -> list[str]:
-    if not items:
-        raise _YamlError(last_line, "names is empty")
-    if all(text.startswith("-") for _, text in items):
-        return [_scalar(text[1:], line) for line, text in items]
-    return _from_mapping([_pair(text, line) for line, text in items], items[0][0])
-
-
-def _pair(item: str, line: int) -> tuple[int, str]:
-    key, sep, value = item.partition(":")
-    number = to_float(key)
-    if not sep or number is None or not number.is_integer():
-        raise _YamlError(line, f"expected 'id: name', got {item!r}")
-    return int(number), _scalar(value, line)
-
-
-def _from_mapping(pairs: list[tuple[int, str]], line: int) -> list[str]:
-    ids = sorted(k for k, _ in pairs)
-    if ids != list(range(len(pairs))):
-        raise _YamlError(line, f"class ids must be 0..{len(pairs) - 1}, got {ids}")
-    return [name for _, name in sorted(pairs)]
-
-
-def _scalar(token: str, line: int) -> str:
-    token = token.strip()
-    if token[:1] in ("[", "{"):
-        raise _YamlError(line, f"expected a class name, got {token!r}")
-    if len(token) >= 2 and token[0] == token[-1] == '"':
-        try:
-            value = json.loads(token)
-        except ValueError:
-            value = token[1:-1]
-        token = str(value)
-    elif len(token) >= 2 and token[0] == token[-1] == "'":
-        token = token[1:-1].replace("''", "'")
-    if not token:
-        raise _YamlError(line, "class name is empty")
-    return token
-
-
-# ---------------------------------------------------------------------------- writing
 def write_yolo(dataset: LabeledDataset, path: str | os.PathLike[str]) -> Path:
     """Write a YOLO data set folder: ``images/``, ``labels/``, ``data.yaml``, ``classes.txt``.
 
@@ -653,7 +519,7 @@ def write_yolo(dataset: LabeledDataset, path: str | os.PathLike[str]) -> Path:
         source = Path(record.image)
         _link_or_copy(source, out / "images" / f"{stem}{source.suffix}")
         (out / "labels" / f"{stem}.txt").write_text(_label_text(record, ids), encoding="utf-8")
-    (out / "data.yaml").write_text(_data_yaml(dataset.classes, out), encoding="utf-8")
+    (out / "data.yaml").write_text(data_yaml_text(dataset.classes, out), encoding="utf-8")
     (out / "classes.txt").write_text(
         "".join(f"{name}\n" for name in dataset.classes), encoding="utf-8"
     )
@@ -687,7 +553,9 @@ def _label_text(record: ImageRecord, ids: dict[str, int]) -> str:
     return "".join(lines)
 
 
-def _data_yaml(classes: tuple[str, ...], out: Path) -> str:
+def data_yaml_text(classes: tuple[str, ...], out: Path) -> str:
+    """The ``data.yaml`` :func:`write_yolo` writes for a folder ``out``; names are JSON-quoted,
+    so :func:`parse_data_yaml` and PyYAML both read them back unchanged."""
     names = "".join(f"  - {json.dumps(name, ensure_ascii=False)}\n" for name in classes)
     return (
         "# YOLO data set written by detectkit. images/ holds every image (no split), so train\n"

@@ -44,6 +44,7 @@ __all__ = [
     "decode_base64",
     "describe",
     "image_bytes",
+    "load_json",
     "normalize_output",
     "request_rows",
     "row_name",
@@ -115,6 +116,24 @@ def row_name(index: int) -> str:
     return f"request.input_data.data[{index}]"
 
 
+def load_json(text: bytes | bytearray | str) -> Any:
+    """``json.loads``, where what the standard library refuses untyped becomes a
+    :class:`json.JSONDecodeError` too: JSON nested deeper than the recursion limit, an integer
+    over Python's digit limit, text that is not UTF-8. So every caller words one error.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        reason = "nested too deeply (a scoring body is at most five levels deep)"
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.start}: {bytes(exc.object[exc.start : exc.end])!r})"
+    except ValueError as exc:  # the int-conversion digit limit
+        reason = f"a number too long to read ({' '.join(str(exc).split()[:8])} ...)"
+    raise json.JSONDecodeError(reason, "", 0) from None
+
+
 def request_rows(body: bytes | str | Mapping[str, Any]) -> list[str | bytes]:
     """The rows of a request body, in order, each a (still encoded) base64 value.
 
@@ -126,8 +145,8 @@ def request_rows(body: bytes | str | Mapping[str, Any]) -> list[str | bytes]:
         request: Any = body
     else:
         try:
-            request = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            request = load_json(body)
+        except json.JSONDecodeError as exc:
             raise RequestContractError(
                 "InvalidJson", f"request: not valid JSON ({exc}); send {REQUEST_EXAMPLE}"
             ) from None

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectkit.errors import InvalidInputError, InvalidResponseError
-from detectkit.prediction import Detections, Prediction, _class_tuple
+from detectkit.prediction import Detections, Prediction, class_tuple
 
 __all__ = ["parse_onnx_output", "parse_yolo_onnx_output"]
 
@@ -55,7 +55,7 @@ def parse_onnx_output(
         InvalidResponseError: Shapes disagree, values are not finite, boxes are inverted or
             a class id is outside ``classes``.
     """
-    vocab = _class_tuple(classes)
+    vocab = class_tuple(classes)
     b = _squeeze(np.asarray(boxes, dtype=np.float64), 4, "boxes")
     n = b.shape[0]
     ids = _class_ids(np.asarray(labels).reshape(-1), n, len(vocab), "labels")
@@ -109,7 +109,7 @@ def parse_yolo_onnx_output(
         InvalidResponseError: The array is not ``(n, 6)``, has non-finite values, inverted
             boxes or a class id outside ``classes``.
     """
-    vocab = _class_tuple(classes)
+    vocab = class_tuple(classes)
     rows = np.zeros((0, 6)) if output is None else np.asarray(output, dtype=np.float64)
     rows = _squeeze(rows, 6, "output")
     width, height = _check_pair(image_size, "image_size")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from detectkit.settings.base import settings_error
 from detectkit.settings.request import (
     AZURE_MODELS,
     KNOWN_MODELS,
@@ -29,7 +30,6 @@ from detectkit.settings.request import (
     Uniform,
     check_model_name,
     parse_distribution,
-    settings_error,
     validate_models,
 )
 

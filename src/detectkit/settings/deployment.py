@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from detectkit.settings.base import FROZEN, settings_error
 
 __all__ = ["DEFAULT_LIVENESS", "DEFAULT_READINESS", "DeploymentSettings", "ProbeSettings"]
-
-_FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
 
 class ProbeSettings(BaseModel):
     """A liveness or readiness probe; every duration in **seconds**."""
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     initial_delay: int = Field(default=10, ge=0)
     period: int = Field(default=10, ge=1)
@@ -50,7 +50,7 @@ class DeploymentSettings(BaseModel):
     a time per instance, and a generous liveness probe (:data:`DEFAULT_LIVENESS`).
     """
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     instance_type: str = Field(default="Standard_DS3_v2", min_length=1)
     instance_count: int = Field(default=1, ge=1)
@@ -86,8 +86,6 @@ class DeploymentSettings(BaseModel):
         try:
             return cls.model_validate({**base, **overrides})
         except ValidationError as exc:
-            # at use: settings re-exports this module, and its settings_error knows every
-            # setting's name (for "did you mean")
-            from detectkit.settings.request import settings_error
-
-            raise settings_error(exc, "deployment settings") from exc
+            raise settings_error(
+                exc, "deployment settings", (DeploymentSettings, ProbeSettings)
+            ) from exc

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
@@ -35,6 +34,7 @@ from pydantic import (
 )
 
 from detectkit.errors import InvalidSettingsError
+from detectkit.settings.base import FROZEN, messages
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,12 +57,8 @@ __all__ = [
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 Number = StrictInt | StrictFloat
 
-# protected_namespaces=(): fields such as ``model_name`` are AutoML's names (pydantic < 2.10
-# would warn about the "model_" prefix).
-_FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-
-def _wire_number(value: object) -> str:
+def wire_number(value: object) -> str:
     """A number as azure-ai-ml writes it: floats without exponent (``1e-05`` -> ``0.00001``)."""
     if isinstance(value, float):
         with localcontext() as ctx:
@@ -72,13 +68,13 @@ def _wire_number(value: object) -> str:
 
 
 def _wire_args(kind: str, *args: object) -> str:
-    return f"{kind}({','.join(_wire_number(a) for a in args)})"
+    return f"{kind}({','.join(wire_number(a) for a in args)})"
 
 
-class _Distribution(BaseModel):
+class BaseDistribution(BaseModel):
     """Base of the search-space distributions (Azure ML sweep semantics)."""
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     @abstractmethod
     def to_azure_string(self) -> str:
@@ -110,7 +106,7 @@ class _Distribution(BaseModel):
         return [(k, v) for k, v in self if k != "type"]
 
 
-class Choice(_Distribution):
+class Choice(BaseDistribution):
     """Pick one of ``values`` (``choice('yolov5','fasterrcnn_resnet50_fpn')``)."""
 
     type: Literal["choice"] = "choice"
@@ -142,7 +138,7 @@ class Choice(_Distribution):
         return values
 
     def to_azure_string(self) -> str:
-        parts = [f"'{v}'" if isinstance(v, str) else _wire_number(v) for v in self.values]
+        parts = [f"'{v}'" if isinstance(v, str) else wire_number(v) for v in self.values]
         return f"choice({','.join(parts)})"
 
     def sample(self, rng: np.random.Generator) -> Scalar:
@@ -155,7 +151,7 @@ class Choice(_Distribution):
         return self.values
 
 
-class _Range(_Distribution):
+class _Range(BaseDistribution):
     min_value: Number
     max_value: Number
 
@@ -249,7 +245,7 @@ class QLogUniform(_QRange):
         return (_quantize(low, self.q), _quantize(high, self.q))
 
 
-class _Gaussian(_Distribution):
+class _Gaussian(BaseDistribution):
     mu: Number
     sigma: Number = Field(gt=0)
 
@@ -312,7 +308,7 @@ class QLogNormal(_QGaussian):
         return _quantize(math.exp(float(rng.normal(self.mu, self.sigma))), self.q)
 
 
-class Randint(_Distribution):
+class Randint(BaseDistribution):
     """An integer in ``[0, upper)``."""
 
     type: Literal["randint"] = "randint"
@@ -346,7 +342,7 @@ Distribution = Annotated[
     Field(discriminator="type"),
 ]
 
-_DISTRIBUTION_TYPES: dict[str, type[_Distribution]] = {
+DISTRIBUTION_TYPES: dict[str, type[BaseDistribution]] = {
     "choice": Choice,
     "uniform": Uniform,
     "loguniform": LogUniform,
@@ -358,8 +354,8 @@ _DISTRIBUTION_TYPES: dict[str, type[_Distribution]] = {
     "qlognormal": QLogNormal,
     "randint": Randint,
 }
-_DISTRIBUTION_ADAPTER: TypeAdapter[_Distribution] = TypeAdapter(Distribution)
-_DISTRIBUTION_TEXT = re.compile(r"^\s*([a-z]+)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
+DISTRIBUTION_ADAPTER: TypeAdapter[BaseDistribution] = TypeAdapter(Distribution)
+DISTRIBUTION_TEXT = re.compile(r"^\s*([a-z]+)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
 
 
 def _parse_scalar(text: str) -> Scalar:
@@ -374,7 +370,7 @@ def _parse_scalar(text: str) -> Scalar:
     return text.strip("'\"")
 
 
-def parse_distribution(text: str) -> _Distribution:
+def parse_distribution(text: str) -> BaseDistribution:
     """Parse the string form of a distribution (``"uniform(0.0001, 0.01)"``).
 
     This is the form older AutoML YAML files and the REST payload use.
@@ -382,13 +378,13 @@ def parse_distribution(text: str) -> _Distribution:
     Raises:
         InvalidSettingsError: The text is not a known distribution call.
     """
-    match = _DISTRIBUTION_TEXT.match(text)
+    match = DISTRIBUTION_TEXT.match(text)
     kind = match.group(1).lower() if match else ""
-    cls = _DISTRIBUTION_TYPES.get(kind)
+    cls = DISTRIBUTION_TYPES.get(kind)
     if match is None or cls is None:
         raise InvalidSettingsError(
             f"cannot read {text!r} as a distribution (expected e.g. \"choice('a','b')\" or "
-            f"'uniform(0.001,0.01)'; known: {', '.join(_DISTRIBUTION_TYPES)})"
+            f"'uniform(0.001,0.01)'; known: {', '.join(DISTRIBUTION_TYPES)})"
         )
     args = [_parse_scalar(a) for a in re.split(r"\s*,\s*", match.group(2).strip()) if a.strip()]
     names = [name for name in cls.model_fields if name != "type"]  # positional order
@@ -403,13 +399,5 @@ def parse_distribution(text: str) -> _Distribution:
         return cls.model_validate({"type": kind, **data})
     except ValidationError as exc:
         raise InvalidSettingsError(
-            f"{text!r} is not a valid distribution: {_messages(exc)}"
+            f"{text!r} is not a valid distribution: {messages(exc)}"
         ) from exc
-
-
-def _messages(exc: ValidationError) -> str:
-    """The messages of a ValidationError, without pydantic's prefixes, in one line."""
-    return "; ".join(
-        e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        for e in exc.errors()
-    )

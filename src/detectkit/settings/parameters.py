@@ -16,9 +16,10 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from detectkit.errors import InvalidSettingsError, format_problem
+from detectkit.settings.base import FROZEN
 
 __all__ = [
     "AZURE_MODELS",
@@ -143,11 +144,6 @@ def validate_models(names: Iterable[str], supported: Collection[str], backend: s
     raise InvalidSettingsError("\n".join(problems))
 
 
-# protected_namespaces=(): fields such as ``model_name`` are AutoML's names (pydantic < 2.10
-# would warn about the "model_" prefix).
-_FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
-
-
 # --------------------------------------------------------------------------------------------
 # Training parameters
 # --------------------------------------------------------------------------------------------
@@ -170,7 +166,7 @@ _STEP_ONLY = ("step_lr_gamma", "step_lr_step_size")
 _COSINE_ONLY = ("warmup_cosine_lr_cycles", "warmup_cosine_lr_warmup_epochs")
 
 
-def _snake(value: object) -> object:
+def snake(value: object) -> object:
     """``"WarmupCosine"``, ``"warmup-cosine"``, ``"Adamw"`` -> ``"warmup_cosine"``, ``"adamw"``."""
     if not isinstance(value, str):
         return value
@@ -178,7 +174,7 @@ def _snake(value: object) -> object:
     return re.sub(r"[\s\-]+", "_", text).lower()
 
 
-def _contradictions(
+def contradictions(
     values: Mapping[str, object], present: Collection[str], models: Collection[str]
 ) -> list[str]:
     """Parameters (``present``) that contradict the optimizer, scheduler (fixed in ``values``)
@@ -220,7 +216,7 @@ class TrainingParameters(BaseModel):
     and is stored as JSON text.
     """
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     model_name: str | None = None
     learning_rate: float | None = Field(default=None, gt=0, le=1)
@@ -276,7 +272,7 @@ class TrainingParameters(BaseModel):
     @field_validator(*_ENUM_FIELDS, mode="before")
     @classmethod
     def _enum(cls, value: object) -> object:
-        return _snake(value)
+        return snake(value)
 
     @field_validator("tile_grid_size", mode="before")
     @classmethod
@@ -326,7 +322,7 @@ class TrainingParameters(BaseModel):
             return self
         models = [self.model_name] if self.model_name else []
         values = self.model_dump(exclude_none=True)
-        problems = _contradictions(values, values, models)
+        problems = contradictions(values, values, models)
         if problems:
             raise ValueError("; ".join(problems) + "; remove them or change that choice")
         return self

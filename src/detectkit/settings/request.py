@@ -17,8 +17,9 @@ backend itself with :func:`validate_models` (Azure: :data:`AZURE_MODELS`).
 Nothing here imports azure-ai-ml: ``detectkit.backends.azure.jobs`` turns these into
 azure-ai-ml entities, the local backend samples the distributions itself.
 
-This module holds the search space, the sweep settings and limits, the request that combines
-them, and the translation of validation errors; the training parameters and model names
+This module holds the search space, the sweep settings and limits and the request that
+combines them; the shared model config and the translation of validation errors
+(:mod:`detectkit.settings.base`), the training parameters and model names
 (:mod:`detectkit.settings.parameters`), the distributions (:mod:`detectkit.settings.distributions`)
 and the deployment settings (:mod:`detectkit.settings.deployment`) live in their own modules and are
 all re-exported here.
@@ -26,7 +27,6 @@ all re-exported here.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
 import re
@@ -42,14 +42,15 @@ from pydantic import (
     model_validator,
 )
 
-from detectkit.errors import InvalidSettingsError
+from detectkit.settings.base import FROZEN, messages, settings_error
 from detectkit.settings.deployment import DEFAULT_LIVENESS as DEFAULT_LIVENESS
 from detectkit.settings.deployment import DEFAULT_READINESS as DEFAULT_READINESS
 from detectkit.settings.deployment import DeploymentSettings, ProbeSettings
 from detectkit.settings.distributions import (
-    _DISTRIBUTION_ADAPTER,
-    _DISTRIBUTION_TEXT,
-    _DISTRIBUTION_TYPES,
+    DISTRIBUTION_ADAPTER,
+    DISTRIBUTION_TEXT,
+    DISTRIBUTION_TYPES,
+    BaseDistribution,
     Choice,
     Distribution,
     LogNormal,
@@ -62,21 +63,18 @@ from detectkit.settings.distributions import (
     Randint,
     Scalar,
     Uniform,
-    _Distribution,
-    _messages,
-    _wire_number,
     parse_distribution,
+    wire_number,
 )
 from detectkit.settings.distributions import Number as Number
 from detectkit.settings.parameters import (
-    _FROZEN,
     AZURE_MODELS,
     KNOWN_MODELS,
     MMDETECTION_PREFIX,
     TrainingParameters,
-    _contradictions,
-    _snake,
     check_model_name,
+    contradictions,
+    snake,
     validate_models,
 )
 
@@ -139,7 +137,7 @@ def _value_problem(name: str, value: object) -> str | None:
     try:
         TrainingParameters.model_validate({name: value})
     except ValidationError as exc:
-        return _messages(exc)
+        return messages(exc)
     return None
 
 
@@ -154,11 +152,11 @@ def _check_value(name: str, value: object) -> object:
 def _check_space_value(name: str, value: object) -> object:
     if value is None:
         return None
-    if not isinstance(value, _Distribution):
+    if not isinstance(value, BaseDistribution):
         return _normalised(name, value)  # type: ignore[arg-type]
-    allowed: tuple[type[_Distribution], ...]
+    allowed: tuple[type[BaseDistribution], ...]
     if name in _FLOAT_FIELDS:
-        allowed = tuple(_DISTRIBUTION_TYPES.values())
+        allowed = tuple(DISTRIBUTION_TYPES.values())
     elif name in _INT_FIELDS:
         allowed = _INT_DISTRIBUTIONS
     else:
@@ -178,15 +176,15 @@ def _check_space_value(name: str, value: object) -> object:
 
 def _read_space_value(value: object) -> object:
     """A search-space input as a fixed scalar or a distribution object."""
-    match = _DISTRIBUTION_TEXT.match(value) if isinstance(value, str) else None
-    if match is not None and match.group(1).lower() in _DISTRIBUTION_TYPES:
+    match = DISTRIBUTION_TEXT.match(value) if isinstance(value, str) else None
+    if match is not None and match.group(1).lower() in DISTRIBUTION_TYPES:
         return parse_distribution(match.group(0))
     if isinstance(value, Mapping):
         try:
-            return _DISTRIBUTION_ADAPTER.validate_python(value)
+            return DISTRIBUTION_ADAPTER.validate_python(value)
         except ValidationError as exc:
-            raise ValueError(f"{dict(value)!r} is not a distribution: {_messages(exc)}") from None
-    if value is None or isinstance(value, str | int | float | bool | _Distribution):
+            raise ValueError(f"{dict(value)!r} is not a distribution: {messages(exc)}") from None
+    if value is None or isinstance(value, str | int | float | bool | BaseDistribution):
         return value
     if isinstance(value, Iterable):
         raise ValueError(
@@ -220,7 +218,7 @@ class SearchSpace(BaseModel):
     (``"uniform(0.0001,0.01)"``) are read as distributions.
     """
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     ams_gradient: SpaceValue | None = None
     beta1: SpaceValue | None = None
@@ -283,7 +281,7 @@ class SearchSpace(BaseModel):
             k: v.values[0] if isinstance(v, Choice) and len(v.values) == 1 else v
             for k, v in items.items()
         }
-        problems = _contradictions(fixed, items, self.model_names())
+        problems = contradictions(fixed, items, self.model_names())
         if problems:
             raise ValueError("; ".join(problems) + "; move them to the entry they apply to")
         return self
@@ -291,13 +289,13 @@ class SearchSpace(BaseModel):
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         return list(self.items().items())
 
-    def items(self) -> dict[str, Scalar | _Distribution]:
+    def items(self) -> dict[str, Scalar | BaseDistribution]:
         """The parameters this entry sets (fixed values and distributions)."""
         return {k: v for k, v in self if v is not None}
 
-    def distributions(self) -> dict[str, _Distribution]:
+    def distributions(self) -> dict[str, BaseDistribution]:
         """The swept parameters."""
-        return {k: v for k, v in self.items().items() if isinstance(v, _Distribution)}
+        return {k: v for k, v in self.items().items() if isinstance(v, BaseDistribution)}
 
     def model_names(self) -> tuple[str, ...]:
         """The model names this entry can train (empty when it does not set ``model_name``)."""
@@ -309,7 +307,7 @@ class SearchSpace(BaseModel):
     def to_azure_strings(self) -> dict[str, str]:
         """Each parameter as azure-ai-ml writes it on the wire (``{"modelName": ...}`` values)."""
         return {
-            k: v.to_azure_string() if isinstance(v, _Distribution) else _wire_number(v)
+            k: v.to_azure_string() if isinstance(v, BaseDistribution) else wire_number(v)
             for k, v in self.items().items()
         }
 
@@ -318,7 +316,8 @@ class SearchSpace(BaseModel):
     ) -> TrainingParameters:
         """One random trial: ``base`` with each parameter of this entry drawn from ``rng``."""
         values = {
-            k: v.sample(rng) if isinstance(v, _Distribution) else v for k, v in self.items().items()
+            k: v.sample(rng) if isinstance(v, BaseDistribution) else v
+            for k, v in self.items().items()
         }
         return (base or TrainingParameters()).merged(values, trial=True)
 
@@ -326,7 +325,8 @@ class SearchSpace(BaseModel):
         """Every trial of a grid sweep over this entry (raises unless all are ``Choice``)."""
         keys = list(self.items())
         axes = [
-            v.grid_values() if isinstance(v, _Distribution) else (v,) for v in self.items().values()
+            v.grid_values() if isinstance(v, BaseDistribution) else (v,)
+            for v in self.items().values()
         ]
         start = base or TrainingParameters()
         return [
@@ -346,7 +346,7 @@ class BanditPolicy(BaseModel):
     Give exactly one of ``slack_factor`` (a ratio) or ``slack_amount`` (an absolute gap).
     """
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     type: Literal["bandit"] = "bandit"
     evaluation_interval: int = Field(default=1, ge=1)
@@ -367,7 +367,7 @@ class BanditPolicy(BaseModel):
 class MedianStoppingPolicy(BaseModel):
     """Stop trials whose best metric is below the median of the running averages."""
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     type: Literal["median_stopping"] = "median_stopping"
     evaluation_interval: int = Field(default=1, ge=1)
@@ -377,7 +377,7 @@ class MedianStoppingPolicy(BaseModel):
 class TruncationSelectionPolicy(BaseModel):
     """Stop the worst ``truncation_percentage`` % of trials at each evaluation."""
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     type: Literal["truncation_selection"] = "truncation_selection"
     truncation_percentage: int = Field(ge=1, le=99)
@@ -399,7 +399,7 @@ class SweepSettings(BaseModel):
     (``bandit``, ``median_stopping``, ``truncation_selection``).
     """
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     sampling_algorithm: Literal["random", "grid", "bayesian"] = "random"
     early_termination: EarlyTermination | None = None
@@ -413,7 +413,7 @@ class SweepSettings(BaseModel):
     @classmethod
     def _policy_type(cls, value: object) -> object:
         if isinstance(value, Mapping) and isinstance(value.get("type"), str):
-            return {**value, "type": _snake(value["type"])}
+            return {**value, "type": snake(value["type"])}
         return value
 
     @model_validator(mode="after")
@@ -439,7 +439,7 @@ class Limits(BaseModel):
     AutoML image jobs have no per-trial timeout and the Azure backend rejects it.
     """
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     max_trials: int = Field(default=1, ge=1, le=1000)
     max_concurrent_trials: int = Field(default=1, ge=1, le=100)
@@ -470,7 +470,7 @@ class Limits(BaseModel):
 # --------------------------------------------------------------------------------------------
 
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")
-_SAMPLING_DISTRIBUTIONS: dict[str, tuple[type[_Distribution], ...]] = {
+_SAMPLING_DISTRIBUTIONS: dict[str, tuple[type[BaseDistribution], ...]] = {
     "grid": (Choice,),
     "bayesian": (Choice, Uniform, QUniform),
 }
@@ -497,7 +497,7 @@ class TrainingRequest(BaseModel):
         experiment: Experiment name.
     """
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     training_data: str = Field(min_length=1)
     validation_data: str | None = Field(default=None, min_length=1)
@@ -572,7 +572,7 @@ class TrainingRequest(BaseModel):
         try:
             base = self.parameters
         except ValidationError as exc:
-            problems.append(f"models {list(self.models or ())}: {_messages(exc)}")
+            problems.append(f"models {list(self.models or ())}: {messages(exc)}")
             base = self.training_parameters
         fixed = base.model_dump(exclude_none=True)
         for i, space in enumerate(spaces):
@@ -591,7 +591,7 @@ class TrainingRequest(BaseModel):
             }
             combined = {**fixed, **items, **single}
             models = space.model_names() or ((base.model_name,) if base.model_name else ())
-            found = _contradictions(combined, combined, models)
+            found = contradictions(combined, combined, models)
             if found:
                 problems.append(
                     f"training_parameters with search_space[{i}]: {'; '.join(found)}; move them "
@@ -705,49 +705,15 @@ class TrainingRequest(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise settings_error(exc, "training settings") from exc
+            raise settings_error(exc, "training settings", _TRAINING_MODELS) from exc
 
 
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-def settings_error(exc: ValidationError, what: str) -> InvalidSettingsError:
-    """Turn a pydantic ``ValidationError`` into one readable :class:`InvalidSettingsError`.
-
-    Each problem is one line: where (``limits.max_trials``), what is wrong, what was given.
-    """
-    lines = []
-    for error in exc.errors():
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        where = where.lstrip(".")
-        message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            name = str(error["loc"][-1])
-            close = difflib.get_close_matches(name, _setting_names(), n=1, cutoff=0.6)
-            message = "unknown setting" + (f"; did you mean {close[0]!r}?" if close else "")
-        elif kind not in ("value_error", "assertion_error", "missing"):
-            got = repr(error.get("input"))
-            message += f" (got {got if len(got) <= 80 else got[:77] + '...'})"
-        for part in message.split("\n"):
-            line = f"  {where}: {part}" if where else f"  {part}"
-            if line not in lines:
-                lines.append(line)
-    count = f"{len(lines)} problem{'s' if len(lines) != 1 else ''}"
-    return InvalidSettingsError(f"invalid {what} ({count}):\n" + "\n".join(lines))
-
-
-def _setting_names() -> list[str]:
-    models: tuple[type[BaseModel], ...] = (
-        TrainingRequest,
-        TrainingParameters,
-        Limits,
-        SweepSettings,
-        BanditPolicy,
-        TruncationSelectionPolicy,
-        DeploymentSettings,
-        ProbeSettings,
-    )
-    return sorted({name for model in models for name in model.model_fields})
+#: Every model a training request holds: where an unknown setting's "did you mean" looks.
+_TRAINING_MODELS: tuple[type[BaseModel], ...] = (
+    TrainingRequest,
+    TrainingParameters,
+    Limits,
+    SweepSettings,
+    BanditPolicy,
+    TruncationSelectionPolicy,
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from detectkit.viz.charts import plot_class_distribution, plot_confusion_matrix, plot_pr_curves
 from detectkit.viz.drawing import (
     FN_COLOUR,
     FP_COLOUR,
@@ -11,11 +12,8 @@ from detectkit.viz.drawing import (
     draw,
     layout_labels,
     plot,
-    plot_class_distribution,
     plot_comparison,
-    plot_confusion_matrix,
     plot_grid,
-    plot_pr_curves,
     text_colour,
 )
 

@@ -4,9 +4,10 @@
 one stable colour per class, a filled label with the class and score, text in black or white
 by the fill's luminance, and labels placed by a greedy placer (:func:`layout_labels`) so that
 no label covers another even in dense scenes. :func:`plot_comparison` colours ground truth
-versus prediction by outcome (true positive, false positive, missed). The ``plot_*`` functions
-return matplotlib ``Figure`` objects built without pyplot, so they work headless and leak no
-global state; in a notebook a returned figure displays itself.
+versus prediction by outcome (true positive, false positive, missed). :func:`plot` and
+:func:`plot_grid` show drawings in a matplotlib ``Figure`` made without pyplot
+(:func:`detectkit.viz.charts.figure`); the charts of data sets and reports live in
+:mod:`detectkit.viz.charts`, the colours and the label layout in :mod:`detectkit.viz.layout`.
 
 Pillow and matplotlib are imported inside the functions: ``import detectkit.viz`` loads
 neither.
@@ -15,7 +16,6 @@ neither.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -27,19 +27,21 @@ import numpy.typing as npt
 
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError
-from detectkit.images import ImageInput
+from detectkit.images import ImageInput, load_image
 from detectkit.prediction import Detections, Prediction
-from detectkit.viz.layout import (  # label layout and rendering, re-exported
-    _LABELS,
+from detectkit.viz.charts import figure
+from detectkit.viz.layout import (  # colours and label layout, re-exported
+    LABELS,
+    PALETTE,
     RGB,
     Rect,
-    _label_plan,
-    _metrics,
-    _pad,
+    class_colour,
+    font_metrics,
+    label_pad,
+    label_plan,
     layout_labels,
     text_colour,
 )
-from detectkit.viz.layout import _LabelCache as _LabelCache
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,11 +59,8 @@ __all__ = [
     "draw",
     "layout_labels",
     "plot",
-    "plot_class_distribution",
     "plot_comparison",
-    "plot_confusion_matrix",
     "plot_grid",
-    "plot_pr_curves",
     "text_colour",
 ]
 
@@ -69,49 +68,11 @@ FloatArray = npt.NDArray[np.float64]
 #: What :func:`draw` draws: a prediction, its detections, or ground truth.
 Target = Prediction | Detections | ImageRecord | Sequence[ObjectAnnotation]
 
-#: Box colours by class id: strong, distinct hues that read on light and dark photos.
-PALETTE: tuple[RGB, ...] = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (0, 128, 128),
-    (170, 110, 40),
-    (255, 225, 25),
-    (128, 0, 0),
-    (128, 128, 0),
-    (0, 0, 128),
-    (250, 160, 190),
-    (120, 120, 120),
-)
-
 #: Outcome colours of :func:`plot_comparison`.
 TP_COLOUR: RGB = (30, 190, 60)
 FP_COLOUR: RGB = (235, 30, 30)
 FN_COLOUR: RGB = (255, 170, 0)
 _IGNORED_COLOUR: RGB = (150, 150, 150)
-
-
-# ============================================================================ colours
-def class_colour(label: str, class_id: int | None = None) -> RGB:
-    """The colour of a class: ``PALETTE[class_id]`` when the id is known, else from the name.
-
-    The name picks a palette entry by a BLAKE2 digest of its UTF-8 bytes (not Python's salted
-    ``hash()``), so a label has the same colour in every run, process and machine. Two names
-    can share a colour; pass the class list to :func:`draw` to give each class its own.
-
-    Args:
-        label: Class name.
-        class_id: Index of the class in its class list, when known.
-    """
-    if class_id is not None and class_id >= 0:
-        return PALETTE[class_id % len(PALETTE)]
-    digest = hashlib.blake2b(label.encode("utf-8"), digest_size=8).digest()
-    return PALETTE[int.from_bytes(digest, "big") % len(PALETTE)]
 
 
 # ============================================================================ targets
@@ -166,8 +127,6 @@ def _items(target: Target, classes: Sequence[str] | None) -> _Items:
 def _open(image: ImageInput) -> PILImage.Image:
     """A new RGB Pillow image, as displayed (EXIF orientation applied)."""
     from PIL import Image, ImageOps
-
-    from detectkit.images import load_image
 
     if isinstance(image, str | os.PathLike | bytes | bytearray):
         return load_image(bytes(image) if isinstance(image, bytearray) else image).copy()
@@ -227,7 +186,7 @@ def _render(
     their labels (``None``: no label), in place on ``canvas``.
 
     One Pillow call per box outline and one per label: each label is rendered once per text,
-    size and colour (``viz_layout._LabelCache``) and pasted whole.
+    size and colour (``viz.layout.LabelCache``) and pasted whole.
     """
     from PIL import ImageDraw
 
@@ -243,11 +202,11 @@ def _render(
     labelled = [i for i, text in enumerate(texts) if text]
     if not labelled:
         return
-    ascent, descent = _metrics(font_size)
-    label_h = ascent + descent + 2 * _pad(font_size)
+    ascent, descent = font_metrics(font_size)
+    label_h = ascent + descent + 2 * label_pad(font_size)
     rects = layout_labels(
         boxes[labelled],
-        [(_label_plan(texts[i] or "", font_size)[0], label_h) for i in labelled],
+        [(label_plan(texts[i] or "", font_size)[0], label_h) for i in labelled],
         (width, height),
     )
     placed = [(i, rect) for i, rect in zip(labelled, rects, strict=True) if rect is not None]
@@ -267,7 +226,7 @@ def _render(
         line = (float(lx[k]), float(ly[k]), float(bx[k]), float(by[k]))
         pen.line(line, fill=colours[at[k]], width=max(1, line_width // 2))
     for (x1, y1, x2, y2), i in zip(np.rint(spots).astype(np.int64).tolist(), at, strict=True):
-        tile = _LABELS.get(texts[i] or "", font_size, colours[i])
+        tile = LABELS.get(texts[i] or "", font_size, colours[i])
         if (x2 - x1, y2 - y1) != tile.size:  # rounding made the spot a pixel wider or narrower
             pen.rectangle((x1, y1, x2 - 1, y2 - 1), fill=colours[i])
             tile = tile.crop((0, 0, min(tile.width, x2 - x1), min(tile.height, y2 - y1)))
@@ -513,20 +472,6 @@ def _rect(row: FloatArray) -> Rect:
 
 
 # ============================================================================ matplotlib
-def _figure(width_in: float, height_in: float) -> Figure:
-    """A matplotlib figure made without pyplot: no global state, headless (Agg) when saved."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - matplotlib is a core dependency
-        from detectkit.errors import MissingDependencyError
-
-        raise MissingDependencyError(
-            "matplotlib is not installed; it is needed for plots. Install it with: "
-            "pip install matplotlib"
-        ) from exc
-    return Figure(figsize=(width_in, height_in), layout="constrained")
-
-
 @overload
 def plot(
     image: ImageInput,
@@ -573,7 +518,7 @@ def plot(
     fig = None
     if ax is None:
         w, h = picture.size
-        fig = _figure(8.0, 8.0 * h / max(w, 1))
+        fig = figure(8.0, 8.0 * h / max(w, 1))
         ax = fig.add_subplot()
     _show(ax, picture, title)
     return fig if fig is not None else ax
@@ -626,7 +571,7 @@ def plot_grid(
         raise InvalidInputError(f"cols: expected >= 1, got {cols}")
     cols = min(cols, len(pairs))
     rows = math.ceil(len(pairs) / cols)
-    fig = _figure(3.2 * cols, 2.6 * rows)
+    fig = figure(3.2 * cols, 2.6 * rows)
     for i, (image, target, name) in enumerate(pairs):
         ax = fig.add_subplot(rows, cols, i + 1)
         picture = _open(image)
@@ -642,158 +587,4 @@ def plot_grid(
             font_size=max(font, round(10 * shrink)),
         )
         _show(ax, picture, name)
-    return fig
-
-
-def plot_class_distribution(dataset: LabeledDataset, *, title: str | None = None) -> Figure:
-    """Boxes and images per class, as horizontal bars with their counts.
-
-    Classes are sorted by box count, largest first, so an imbalance shows at a glance;
-    a class of the class list with no box shows as an empty row.
-
-    Args:
-        dataset: The data set.
-        title: Figure title; default names the image and box totals.
-
-    Returns:
-        A ``Figure`` with one axes holding two bars per class (boxes, images).
-    """
-    summary = dataset.summary()
-    names = sorted(
-        summary.classes,
-        key=lambda c: (-summary.boxes_per_class.get(c, 0), summary.classes.index(c)),
-    )
-    boxes = [summary.boxes_per_class.get(c, 0) for c in names]
-    images = [summary.images_per_class.get(c, 0) for c in names]
-    n = len(names)
-    fig = _figure(7.0, max(2.2, 0.8 + 0.42 * n))
-    ax = fig.add_subplot()
-    y = np.arange(n, dtype=np.float64)
-    bar_h = 0.4
-    box_bars = ax.barh(y - bar_h / 2, boxes, height=bar_h, color="#3a78c2", label="boxes")
-    image_bars = ax.barh(y + bar_h / 2, images, height=bar_h, color="#f0a030", label="images")
-    ax.bar_label(box_bars, padding=2, fontsize=8)
-    ax.bar_label(image_bars, padding=2, fontsize=8)
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()  # largest class on top
-    ax.set_xlabel("count")
-    ax.margins(x=0.12)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.set_title(
-        title or f"Class distribution: {summary.images} images, {summary.boxes} boxes, {n} classes",
-        fontsize=10,
-    )
-    return fig
-
-
-def plot_pr_curves(report: EvaluationReport, *, classes: Sequence[str] | None = None) -> Figure:
-    """Precision-recall curves per class at IoU 0.5, from an evaluation report.
-
-    Each class is drawn as its monotone precision envelope (the curve AP integrates) with its
-    AP@0.5 in the legend, and a dot at the report's ``score_threshold``: the operating point
-    of :attr:`~detectkit.evaluation.EvaluationReport.overall`.
-
-    Args:
-        report: An :class:`~detectkit.evaluation.EvaluationReport`.
-        classes: Classes to draw, in this order; default every class with ground truth.
-
-    Returns:
-        A ``Figure`` with one axes and one curve per class.
-
-    Raises:
-        InvalidInputError: A class has no curve (it is not a ground-truth class).
-    """
-    names = list(report.pr_curves) if classes is None else list(classes)
-    unknown = [c for c in names if c not in report.pr_curves]
-    if unknown:
-        raise InvalidInputError(
-            f"classes: expected ground-truth classes of the report {list(report.pr_curves)}, "
-            f"got {unknown}"
-        )
-    if not names:
-        raise InvalidInputError("report: expected at least one class with a PR curve, got none")
-    fig = _figure(6.4, 4.8)
-    ax = fig.add_subplot()
-    by_label = {row.label: row for row in report.per_class}
-    for name in names:
-        curve = report.pr_curves[name]
-        recall = np.asarray(curve.recall, dtype=np.float64)
-        precision = np.asarray(curve.precision, dtype=np.float64)
-        envelope = np.maximum.accumulate(precision[::-1])[::-1] if precision.size else precision
-        row = by_label.get(name)
-        ap = None if row is None else (row.ap50 if row.ap50 is not None else row.voc_ap50)
-        colour = tuple(c / 255.0 for c in class_colour(name, report.classes.index(name)))
-        label = f"{name} (AP50 {ap:.3f})" if ap is not None else name
-        # the envelope is a step: precision holds until the next detection raises recall
-        xs = np.r_[0.0, recall] if recall.size else recall
-        ys = np.r_[envelope[:1], envelope] if envelope.size else envelope
-        ax.step(xs, ys, where="post", color=colour, linewidth=1.6, label=label)
-        at = np.flatnonzero(np.asarray(curve.scores) >= report.score_threshold)
-        if at.size:
-            k = int(at[-1])
-            ax.plot(recall[k], envelope[k], "o", color=colour, markersize=5)
-    ax.set_xlim(0.0, 1.0)
-    ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.set_title(
-        f"Precision-recall at IoU 0.5 (dot: score >= {report.score_threshold:g})", fontsize=10
-    )
-    return fig
-
-
-def plot_confusion_matrix(report: EvaluationReport, *, normalize: bool = False) -> Figure:
-    """The report's confusion matrix as a heat map with the count in each cell.
-
-    Rows are the ground-truth class, columns the predicted class; the last row and column are
-    "background": a detection matching no object counts in the background row (a false
-    positive), an object no detection matched in the background column (missed).
-
-    Args:
-        report: An :class:`~detectkit.evaluation.EvaluationReport`.
-        normalize: Divide each row by its total, so a row reads as "of the objects of this
-            class, the fraction predicted as each class".
-
-    Returns:
-        A ``Figure`` with the matrix axes and a colour bar.
-    """
-    counts = np.asarray(report.confusion_matrix, dtype=np.float64)
-    labels = list(report.confusion_labels)
-    values = counts
-    if normalize:
-        totals = counts.sum(axis=1, keepdims=True)
-        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    n = len(labels)
-    side = min(max(4.0, 1.2 + 0.55 * n), 16.0)
-    fig = _figure(side + 1.0, side)
-    ax = fig.add_subplot()
-    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=max(float(values.max()), 1e-9))
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(np.arange(n), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(np.arange(n), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("ground truth")
-    threshold = 0.5 * float(values.max())
-    if n <= 30:  # beyond that the numbers would not fit in the cells
-        for (r, c), v in np.ndenumerate(values):
-            if counts[r, c] == 0:
-                continue
-            text = f"{v:.2f}" if normalize else str(int(v))
-            ax.text(
-                c,
-                r,
-                text,
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if v > threshold else "black",
-            )
-    ax.set_title(
-        f"Confusion matrix (IoU {report.iou_threshold:g}, score >= {report.score_threshold:g}"
-        + (", rows normalized)" if normalize else ")"),
-        fontsize=10,
-    )
     return fig

@@ -1,9 +1,10 @@
-"""Label layout and the label rendering cache behind :mod:`detectkit.viz`.
+"""Colours, label layout and the label rendering cache behind :mod:`detectkit.viz`.
 
 :func:`layout_labels` places one label per box so that no two overlap (a greedy placer over a
 spatial grid); :func:`text_colour` picks black or white text for a fill. The rest renders
 label tiles once per text, size and colour, word by word, and keeps them in an LRU cache with
-a byte budget (``_LABELS``).
+a byte budget (``LABELS``). :func:`class_colour` gives each class a stable colour from
+:data:`PALETTE`.
 
 Pillow is imported inside the functions: ``import detectkit.viz.layout`` loads neither Pillow
 nor matplotlib. This module never imports :mod:`detectkit.viz`.
@@ -11,6 +12,7 @@ nor matplotlib. This module never imports :mod:`detectkit.viz`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -27,13 +29,48 @@ if TYPE_CHECKING:
     from PIL import Image as PILImage
     from PIL import ImageFont
 
-__all__ = ["RGB", "Rect", "layout_labels", "text_colour"]
+__all__ = ["PALETTE", "RGB", "Rect", "class_colour", "layout_labels", "text_colour"]
 
 RGB = tuple[int, int, int]
 Rect = tuple[float, float, float, float]
 
+#: Box colours by class id: strong, distinct hues that read on light and dark photos.
+PALETTE: tuple[RGB, ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (0, 128, 128),
+    (170, 110, 40),
+    (255, 225, 25),
+    (128, 0, 0),
+    (128, 128, 0),
+    (0, 0, 128),
+    (250, 160, 190),
+    (120, 120, 120),
+)
+
 
 # ============================================================================ colours
+def class_colour(label: str, class_id: int | None = None) -> RGB:
+    """The colour of a class: ``PALETTE[class_id]`` when the id is known, else from the name.
+
+    The name picks a palette entry by a BLAKE2 digest of its UTF-8 bytes (not Python's salted
+    ``hash()``), so a label has the same colour in every run, process and machine. Two names
+    can share a colour; pass the class list to :func:`draw` to give each class its own.
+
+    Args:
+        label: Class name.
+        class_id: Index of the class in its class list, when known.
+    """
+    if class_id is not None and class_id >= 0:
+        return PALETTE[class_id % len(PALETTE)]
+    digest = hashlib.blake2b(label.encode("utf-8"), digest_size=8).digest()
+    return PALETTE[int.from_bytes(digest, "big") % len(PALETTE)]
 
 
 def text_colour(fill: RGB) -> RGB:
@@ -191,7 +228,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 @lru_cache(maxsize=32)
-def _metrics(size: int) -> tuple[int, int]:
+def font_metrics(size: int) -> tuple[int, int]:
     """Ascent and descent of the label font."""
     font = _font(size)
     if hasattr(font, "getmetrics"):
@@ -200,7 +237,7 @@ def _metrics(size: int) -> tuple[int, int]:
     return size, 0  # Pillow's bitmap font, where FreeType is missing
 
 
-def _pad(size: int) -> int:
+def label_pad(size: int) -> int:
     """Space around the text of a label."""
     return max(1, size // 6)
 
@@ -212,10 +249,10 @@ def _advance(text: str, size: int) -> int:
 
 
 @lru_cache(maxsize=8192)
-def _label_plan(text: str, size: int) -> tuple[int, tuple[tuple[str, int], ...]]:
+def label_plan(text: str, size: int) -> tuple[int, tuple[tuple[str, int], ...]]:
     """Width of the label of ``text``, and each word to draw with its offset from the label's
     left edge (blank words take their room but draw nothing)."""
-    pad = _pad(size)
+    pad = label_pad(size)
     space = _advance(" ", size) + max(1, size // 10)
     x = pad
     words: list[tuple[str, int]] = []
@@ -236,7 +273,7 @@ def _word_tile(text: str, size: int, fill: RGB) -> PILImage.Image:
     from PIL import Image, ImageDraw
 
     font = _font(size)
-    ascent, descent = _metrics(size)
+    ascent, descent = font_metrics(size)
     tile_w = max(_advance(text, size), math.ceil(font.getbbox(text)[2]))
     tile = Image.new("RGB", (tile_w, ascent + descent), fill)
     ImageDraw.Draw(tile).text((0, 0), text, font=font, fill=text_colour(fill))
@@ -247,16 +284,16 @@ def _label_tile(text: str, size: int, fill: RGB) -> PILImage.Image:
     """The label of ``text``: its fill with the words at their places."""
     from PIL import Image
 
-    width, words = _label_plan(text, size)
-    ascent, descent = _metrics(size)
-    pad = _pad(size)
+    width, words = label_plan(text, size)
+    ascent, descent = font_metrics(size)
+    pad = label_pad(size)
     tile = Image.new("RGB", (width, ascent + descent + 2 * pad), fill)
     for word, dx in words:
         tile.paste(_word_tile(word, size, fill), (dx, pad))
     return tile
 
 
-class _LabelCache:
+class LabelCache:
     """Rendered labels by text, font size and fill, the least recently used dropped first
     beyond ``budget`` bytes: labels repeat image after image, and a cached one is drawn with
     a single paste."""
@@ -285,4 +322,4 @@ class _LabelCache:
         return tile
 
 
-_LABELS = _LabelCache(budget=32 << 20)
+LABELS = LabelCache(budget=32 << 20)

@@ -23,7 +23,7 @@ from detectkit import (
     ProblemKind,
     Severity,
 )
-from detectkit.formats.yolo import _data_yaml, parse_data_yaml, read_yolo, write_yolo
+from detectkit.formats.yolo import data_yaml_text, parse_data_yaml, read_yolo, write_yolo
 from detectkit.synthetic import make_dataset
 
 
@@ -123,7 +123,7 @@ _names = st.lists(
 @given(_names)
 @example(['a" #b', "it's #1", "x, y", "a\\", "- z", "no", "#"])
 def test_written_data_yaml_reads_back_here_and_in_pyyaml(names: list[str]) -> None:
-    text = _data_yaml(tuple(names), Path("/data/set"))
+    text = data_yaml_text(tuple(names), Path("/data/set"))
     assert parse_data_yaml(text) == (names, len(names))
     loaded = yaml.safe_load(text)
     assert loaded["names"] == names
