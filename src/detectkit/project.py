@@ -23,16 +23,17 @@ from detectkit.resources import (
     RegisteredModel,
     Trial,
 )
+from detectkit.settings.request import (
+    DeploymentSettings,
+    Limits,
+    SearchSpace,
+    SweepSettings,
+    TrainingParameters,
+    TrainingRequest,
+)
 
 if TYPE_CHECKING:
     from detectkit.dataset import LabeledDataset
-    from detectkit.settings.request import (
-        DeploymentSettings,
-        Limits,
-        SearchSpace,
-        SweepSettings,
-        TrainingParameters,
-    )
 
 __all__ = ["Datasets", "Endpoints", "Models", "Project", "Runs"]
 
@@ -338,7 +339,6 @@ class Project:
             dry_run: Return what would be submitted (Azure: the azure-ai-ml job) without
                 submitting anything.
         """
-        from detectkit.settings.request import TrainingRequest
 
         request = TrainingRequest.build(
             _data_uri(training_data),
@@ -377,7 +377,6 @@ class Project:
             instance_count: Number of instances.
             settings: Probe, timeout and scaling settings (defaults suit detection models).
         """
-        from detectkit.settings.request import DeploymentSettings
 
         _check_endpoint_name(endpoint, "endpoint")
         _check_endpoint_name(deployment, "deployment")
