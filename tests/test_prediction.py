@@ -365,3 +365,17 @@ def test_repr_png_draws_local_images_only(tmp_path: Any, det: Detections) -> Non
     assert Prediction(detections=det)._repr_png_() is None
     assert Prediction(image=str(tmp_path / "missing.png"), detections=det)._repr_png_() is None
     assert Prediction(image="https://example.invalid/a.png", detections=det)._repr_png_() is None
+
+
+def test_a_pickle_names_the_restore_path_older_versions_know() -> None:
+    import pickle
+    import pickletools
+
+    from detectkit.prediction import Detections
+
+    det = Detections([[0.1, 0.1, 0.5, 0.5]], [0.9], [0], classes=["a"])
+    data = pickle.dumps(det)
+    names = [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]
+    assert names[:2] == ["detectkit.prediction", "_restore"]
+    back = pickle.loads(data)
+    assert back.classes == ("a",) and back.xyxy.tolist() == det.xyxy.tolist()

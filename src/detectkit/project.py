@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from detectkit.backends.base import Backend, ModelSource
 from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.labeling.project import Labeling
 from detectkit.records import check_name
 from detectkit.resources import (
     DatasetAsset,
@@ -170,6 +171,11 @@ class Project:
         self.runs = Runs(backend)
         self.models = Models(backend)
         self.endpoints = Endpoints(backend)
+
+    @property
+    def labeling(self) -> Labeling:
+        """``project.labeling``: labeling projects (local backend)."""
+        return Labeling(self._backend)
 
     @property
     def backend(self) -> Backend:

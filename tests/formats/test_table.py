@@ -19,7 +19,7 @@ def _dataset(tmp_path: Path) -> LabeledDataset:
 
 def test_every_format_name_has_one_entry() -> None:
     assert get_args(formats.Format) == formats.FORMATS
-    assert formats.FORMATS == ("azureml", "coco", "voc", "yolo")
+    assert formats.FORMATS == ("azureml", "coco", "voc", "yolo", "labelstudio")
 
 
 def test_format_stays_importable_from_dataset() -> None:
@@ -29,7 +29,8 @@ def test_format_stays_importable_from_dataset() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fmt", "stores_urls"), [("azureml", True), ("coco", True), ("voc", False), ("yolo", False)]
+    ("fmt", "stores_urls"),
+    [("azureml", True), ("coco", True), ("voc", False), ("yolo", False), ("labelstudio", False)],
 )
 def test_image_base_url_only_where_the_format_stores_urls(
     tmp_path: Path, fmt: formats.Format, stores_urls: bool
@@ -50,7 +51,9 @@ def test_image_base_url_only_where_the_format_stores_urls(
 
 
 def test_unknown_format_is_named_with_the_choices(tmp_path: Path) -> None:
-    message = r"format: expected one of \['azureml', 'coco', 'voc', 'yolo'\], got 'csv'"
+    message = (
+        r"format: expected one of \['azureml', 'coco', 'voc', 'yolo', 'labelstudio'\], got 'csv'"
+    )
     with pytest.raises(InvalidInputError, match=message):
         formats.write_dataset(_dataset(tmp_path), tmp_path / "out", "csv")  # type: ignore[arg-type]
     (tmp_path / "a.json").write_text("{}", encoding="utf-8")

@@ -16,15 +16,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detectkit.cli import datasets, endpoints, models, predict, runs, tools, train
+from detectkit.cli import datasets, endpoints, label, models, predict, runs, tools, train
 from detectkit.cli._common import AZURE_OPTIONS, report_error
 from detectkit.errors import DetectkitError
 
 __all__ = ["main"]
 
-#: The command groups, in ``--help`` order. The ``label`` command
-#: (detectkit.labeling.command: add_parser/run) joins this tuple.
-GROUPS = (datasets, train, runs, models, endpoints, predict, tools)
+#: The command groups, in ``--help`` order.
+GROUPS = (label, datasets, train, runs, models, endpoints, predict, tools)
 
 
 def main(

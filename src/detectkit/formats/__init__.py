@@ -17,6 +17,7 @@ from detectkit.dataset import LabeledDataset
 from detectkit.errors import InvalidInputError, NotFoundError
 from detectkit.formats.azureml import read_azureml, write_azureml
 from detectkit.formats.coco import read_coco, write_coco
+from detectkit.formats.labelstudio import read_labelstudio, write_labelstudio
 from detectkit.formats.voc import read_voc, write_voc
 from detectkit.formats.yolo import read_yolo, write_yolo
 from detectkit.images import is_remote
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 #: The name of an annotation format, as ``format=`` takes it.
-Format = Literal["azureml", "coco", "voc", "yolo"]
+Format = Literal["azureml", "coco", "voc", "yolo", "labelstudio"]
 
 
 class FormatIO(NamedTuple):
@@ -55,6 +56,7 @@ _TABLE: Mapping[Format, FormatIO] = {
     "coco": FormatIO(read_coco, write_coco, image_urls=True),
     "voc": FormatIO(read_voc, write_voc),
     "yolo": FormatIO(read_yolo, write_yolo, images_root=False),
+    "labelstudio": FormatIO(read_labelstudio, write_labelstudio),
 }
 
 #: Every format name, in table order.
@@ -73,6 +75,7 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
 
     * ``.jsonl`` file, or a folder with an ``MLTable`` file or a ``.jsonl`` file: ``azureml``
     * ``.json`` file with ``images`` and ``annotations``, or a folder with one: ``coco``
+    * ``.json`` file holding a list (of Label Studio tasks): ``labelstudio``
     * ``.xml`` file, or a folder with ``.xml`` files (also under ``Annotations/``): ``voc``
     * a folder with ``data.yaml`` / ``classes.txt`` / ``labels/``: ``yolo``
     """
@@ -84,7 +87,7 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
         if suffix == ".jsonl" or p.name == "MLTable":
             return "azureml"
         if suffix == ".json":
-            return "coco"
+            return "labelstudio" if _starts_with(p, b"[") else "coco"
         if suffix == ".xml":
             return "voc"
         if suffix in (".yaml", ".yml") or p.name == "classes.txt":
@@ -111,6 +114,16 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
         f"{p}: no annotation files recognised (looked for MLTable/*.jsonl, *.json with COCO "
         f"keys, *.xml, data.yaml/classes.txt/labels/); pass format= one of {list(FORMATS)}"
     )
+
+
+def _starts_with(path: Path, char: bytes) -> bool:
+    """Whether the file's first character (after a BOM and white space) is ``char``."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == char
 
 
 @overload

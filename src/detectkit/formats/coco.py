@@ -9,6 +9,8 @@ images and annotations from 1 in order, so every id is unique and none is 0.
 The Azure ML Data Labeling export differs in three ways that :func:`read_coco` handles: ``bbox``
 is **normalized** (fractions of the image), ``area`` is ``0.0``, and each image carries
 ``coco_url: AmlDatastore://<datastore>/<path>`` (with ``width``/``height`` sometimes ``0.0``).
+
+The ``annotations`` list is read in :mod:`detectkit.formats.coco_annotations`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from detectkit.boxes import Box
-from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
+from detectkit.dataset import ImageRecord, LabeledDataset
 from detectkit.errors import InvalidInputError, NotFoundError
-from detectkit.formats._common import RefResolver, RefWriter, gc_paused, make_box, trusted_model
+from detectkit.formats._common import RefResolver, RefWriter, gc_paused, trusted_model
+from detectkit.formats.coco_annotations import CocoImage, id_warning, is_id, read_annotations
 from detectkit.images import image_info, is_remote
 from detectkit.validation import (
     ErrorMode,
@@ -40,21 +42,7 @@ BboxUnits = Literal["auto", "pixels", "normalized"]
 #: Azure ML sample converter, but decided once per file rather than per box.
 NORMALIZED_BBOX_MAX = 1.5
 
-_FIELDS = ("bbox x", "bbox y", "bbox x+width", "bbox y+height")
 _AML_DATASTORE = "amldatastore://"
-
-
-class _Image:
-    """An image being read: where it is, its size (0 when unknown), and its objects so far."""
-
-    __slots__ = ("height", "image", "name", "objects", "width")
-
-    def __init__(self, image: str, name: str, width: int, height: int) -> None:
-        self.image = image
-        self.name = name
-        self.width = width
-        self.height = height
-        self.objects: list[ObjectAnnotation] = []
 
 
 # ---------------------------------------------------------------------------- reading
@@ -157,7 +145,7 @@ def _read(
             hint='pass bbox_units="pixels" if these are tiny pixel boxes',
         )
     images, dropped = _read_images(raw_images, base, units, col)
-    _read_annotations(raw_anns, images, dropped, names, units, col)
+    read_annotations(raw_anns, images, dropped, names, units, col)
     records = [
         trusted_model(
             ImageRecord,
@@ -223,23 +211,6 @@ def _list(
     return None
 
 
-def _is_id(value: object) -> bool:
-    return (type(value) is int) or (type(value) is str and value != "")
-
-
-def _id_warning(col: ProblemCollector, what: str, loc: str) -> None:
-    col.add(
-        ProblemKind.INVALID_ID,
-        f"{what} id 0 reads as 'no match' in pycocotools; kept",
-        severity=Severity.WARNING,
-        location=loc,
-        field="id",
-        expected="an id >= 1",
-        got=0,
-        hint="detectkit writes ids from 1; re-export with write_coco",
-    )
-
-
 def _read_categories(
     raw: list[Any], col: ProblemCollector
 ) -> tuple[list[str], dict[int | str, str]]:
@@ -248,8 +219,8 @@ def _read_categories(
         loc = f"categories[{i}]"
         cid = cat.get("id") if type(cat) is dict else None
         name = cat.get("name") if type(cat) is dict else None
-        if not _is_id(cid) or type(name) is not str or not name:
-            bad_id = not _is_id(cid)
+        if not is_id(cid) or type(name) is not str or not name:
+            bad_id = not is_id(cid)
             col.add(
                 ProblemKind.MISSING_FIELD
                 if (cid if bad_id else name) is None
@@ -273,7 +244,7 @@ def _read_categories(
             )
             continue
         if cid == 0:
-            _id_warning(col, "category", loc)
+            id_warning(col, "category", loc)
         names[cid] = name
     ordered = sorted(names, key=lambda k: (isinstance(k, str), k))
     classes: list[str] = []
@@ -329,9 +300,9 @@ def _datastore_url(coco_url: str) -> str | None:
 
 def _read_images(
     raw: list[Any], base: Path, units: str, col: ProblemCollector
-) -> tuple[dict[int | str, _Image], set[object]]:
+) -> tuple[dict[int | str, CocoImage], set[object]]:
     refs = RefResolver(base, col)
-    images: dict[int | str, _Image] = {}
+    images: dict[int | str, CocoImage] = {}
     dropped: set[object] = set()  # ids of images reported and dropped: their boxes go quietly
     for i, entry in enumerate(raw):
         if type(entry) is not dict:
@@ -345,8 +316,8 @@ def _read_images(
             continue
         iid = entry.get("id")
         name = entry.get("file_name")
-        if not _is_id(iid) or iid in images:
-            if _is_id(iid):
+        if not is_id(iid) or iid in images:
+            if is_id(iid):
                 col.add(
                     ProblemKind.DUPLICATE_ID,
                     "image id is used twice; the second image was dropped",
@@ -368,7 +339,7 @@ def _read_images(
             continue
         assert isinstance(iid, int | str)
         if iid == 0:
-            _id_warning(col, "image", f"images[{i}] ({name})")
+            id_warning(col, "image", f"images[{i}] ({name})")
         loc = f"images[{i}] (id {iid})"
         coco_url = entry.get("coco_url")
         if type(name) is not str or not name:
@@ -399,7 +370,7 @@ def _read_images(
                 dropped.add(iid)
                 continue
             width, height = size[0] or 0, size[1] or 0
-        images[iid] = _Image(image, name, width, height)
+        images[iid] = CocoImage(image, name, width, height)
     return images, dropped
 
 
@@ -441,181 +412,6 @@ def _image_size(
         hint="store the image size in the file, or pass images_root= where the images are",
     )
     return None if needed else (None, None)
-
-
-def _read_annotations(
-    raw: list[Any],
-    images: dict[int | str, _Image],
-    dropped: set[object],
-    names: dict[int | str, str],
-    units: str,
-    col: ProblemCollector,
-) -> None:
-    pixels = units == "pixels"
-    seen: set[object] = set()
-    for i, a in enumerate(raw):
-        raw[i] = None  # free each parsed annotation as it is used: halves the peak memory
-        if type(a) is not dict:
-            col.add(
-                ProblemKind.BAD_VALUE,
-                "annotation is not an object; it was skipped",
-                location=f"annotations[{i}]",
-                expected='{"id", "image_id", "category_id", "bbox"}',
-                got=type(a).__name__,
-            )
-            continue
-        aid = a.get("id")
-        if type(aid) is int and aid > 0 and aid not in seen:
-            seen.add(aid)
-        else:
-            _check_annotation_id(aid, seen, i, col)
-        image_id: Any = a.get("image_id")
-        try:
-            im = images.get(image_id)
-        except TypeError:  # an unhashable id such as a list
-            im = None
-        if im is None:
-            if not (_is_id(image_id) and image_id in dropped):
-                _unreferenced(image_id, images, i, aid, col)
-            continue
-        category_id: Any = a.get("category_id")
-        try:
-            label = names.get(category_id)
-        except TypeError:
-            label = None
-        if label is None:
-            col.add(
-                ProblemKind.UNKNOWN_LABEL,
-                "annotation names a category that is not in categories; it was skipped",
-                location=f"annotations[{i}] (id {aid})",
-                field="category_id",
-                expected=f"one of {sorted(names, key=str)[:20]}",
-                got=category_id,
-            )
-            continue
-        bbox = a.get("bbox")
-        if type(bbox) is not list or len(bbox) != 4:
-            col.add(
-                ProblemKind.MISSING_FIELD if bbox is None else ProblemKind.BAD_VALUE,
-                "annotation has no usable bbox; it was skipped",
-                location=f"annotations[{i}] (id {aid})",
-                field="bbox",
-                expected="[x, y, width, height]",
-                got=bbox,
-            )
-            continue
-        x, y, w, h = bbox
-        if not (
-            (type(x) is float or type(x) is int)
-            and (type(y) is float or type(y) is int)
-            and (type(w) is float or type(w) is int)
-            and (type(h) is float or type(h) is int)
-        ):
-            col.add(
-                ProblemKind.BAD_VALUE,
-                "bbox values are not all numbers; the annotation was skipped",
-                location=f"annotations[{i}] (id {aid})",
-                field="bbox",
-                expected="[x, y, width, height] numbers",
-                got=bbox,
-            )
-            continue
-        if pixels:
-            width = im.width  # never 0 here: images without a size were dropped
-            height = im.height
-            x1 = x / width
-            y1 = y / height
-            x2 = (x + w) / width
-            y2 = (y + h) / height
-        else:
-            x1 = float(x)
-            y1 = float(y)
-            x2 = float(x + w)
-            y2 = float(y + h)
-        if 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0:
-            box = trusted_model(Box, {"top_x": x1, "top_y": y1, "bottom_x": x2, "bottom_y": y2})
-        else:
-            checked = make_box(
-                (x1, y1, x2, y2),
-                col,
-                location=f"annotations[{i}] (id {aid}, image {im.name})",
-                fields=_FIELDS,
-            )
-            if checked is None:
-                continue
-            box = checked
-        crowd = a.get("iscrowd")
-        if crowd is None or crowd == 0:
-            is_crowd = False
-        elif crowd == 1:
-            is_crowd = True
-        else:
-            col.add(
-                ProblemKind.BAD_VALUE,
-                "iscrowd is not 0 or 1; the annotation was skipped",
-                location=f"annotations[{i}] (id {aid})",
-                field="iscrowd",
-                expected="0 or 1",
-                got=crowd,
-            )
-            continue
-        im.objects.append(
-            trusted_model(
-                ObjectAnnotation,
-                {"label": label, "box": box, "is_crowd": is_crowd, "score": None},
-            )
-        )
-
-
-def _check_annotation_id(aid: object, seen: set[object], i: int, col: ProblemCollector) -> None:
-    loc = f"annotations[{i}]"
-    if not _is_id(aid):
-        col.add(
-            ProblemKind.MISSING_FIELD if aid is None else ProblemKind.BAD_VALUE,
-            "annotation has no usable id; kept (ids are renumbered on writing)",
-            severity=Severity.WARNING,
-            location=loc,
-            field="id",
-            expected="an integer or string id",
-            got=aid,
-        )
-        return
-    if aid in seen:
-        col.add(
-            ProblemKind.DUPLICATE_ID,
-            "annotation id is used twice; kept (ids are renumbered on writing)",
-            severity=Severity.WARNING,
-            location=loc,
-            field="id",
-            expected="unique annotation ids",
-            got=aid,
-            hint="pycocotools indexes annotations by id: duplicates alias each other",
-        )
-        return
-    seen.add(aid)
-    if aid == 0:
-        _id_warning(col, "annotation", loc)
-
-
-def _unreferenced(
-    image_id: object, images: dict[int | str, _Image], i: int, aid: object, col: ProblemCollector
-) -> None:
-    hint = None
-    if type(image_id) is str and image_id.isdigit() and int(image_id) in images:
-        hint = f"ids are compared exactly: the string {image_id!r} is not the number {image_id}"
-    elif type(image_id) is int and str(image_id) in images:
-        hint = (
-            f"ids are compared exactly: the number {image_id} is not the string {str(image_id)!r}"
-        )
-    col.add(
-        ProblemKind.UNREFERENCED,
-        "annotation points at an image that is not in images; it was skipped",
-        location=f"annotations[{i}] (id {aid})",
-        field="image_id",
-        expected="the id of an entry of images",
-        got=image_id,
-        hint=hint,
-    )
 
 
 # ---------------------------------------------------------------------------- writing

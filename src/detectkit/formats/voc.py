@@ -53,7 +53,6 @@ from __future__ import annotations
 import math
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 from xml.parsers import expat
@@ -68,6 +67,7 @@ from detectkit.formats._common import (
     to_float,
     unique_stems,
 )
+from detectkit.formats.voc_xml import ForbiddenXML, XmlElement, parse_xml
 from detectkit.images import image_info, is_remote
 from detectkit.validation import (
     ErrorMode,
@@ -82,83 +82,6 @@ __all__ = ["read_voc", "write_voc"]
 DifficultMode = Literal["crowd", "object"]
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
-
-
-# ---------------------------------------------------------------------------- XML parsing
-class _ForbiddenXML(Exception):
-    def __init__(self, what: str, line: int) -> None:
-        super().__init__(what)
-        self.what = what
-        self.line = line
-
-
-class _Element:
-    """A parsed XML element with the line it starts on (ElementTree does not keep lines)."""
-
-    __slots__ = ("children", "line", "parts", "tag")
-
-    def __init__(self, tag: str, line: int) -> None:
-        self.tag = tag
-        self.line = line
-        self.children: list[_Element] = []
-        self.parts: list[str] = []
-
-    def find(self, tag: str) -> _Element | None:
-        return next((c for c in self.children if c.tag == tag), None)
-
-    def findall(self, tag: str) -> Iterator[_Element]:
-        return (c for c in self.children if c.tag == tag)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts).strip()
-
-    def findtext(self, path: str) -> str | None:
-        """Stripped text of the child at ``path`` (``size/width``); ``None`` when absent."""
-        el: _Element | None = self
-        for tag in path.split("/"):
-            el = el.find(tag) if el is not None else None
-        return el.text if el is not None else None
-
-
-def _parse_xml(data: bytes) -> _Element:
-    """Parse ``data`` with expat, refusing any DTD: no entity can be declared or expanded.
-
-    Raises:
-        _ForbiddenXML: The document declares a DOCTYPE or an entity.
-        expat.ExpatError: The document is not well-formed (an undefined ``&entity;`` included).
-    """
-    parser = expat.ParserCreate()
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    stack: list[_Element] = []
-    roots: list[_Element] = []
-
-    def start(tag: str, _attrs: dict[str, str]) -> None:
-        el = _Element(tag, parser.CurrentLineNumber)
-        (stack[-1].children if stack else roots).append(el)
-        stack.append(el)
-
-    def end(_tag: str) -> None:
-        stack.pop()
-
-    def chars(text: str) -> None:
-        if stack:
-            stack[-1].parts.append(text)
-
-    def doctype(*_args: object) -> None:
-        raise _ForbiddenXML("a <!DOCTYPE> declaration", parser.CurrentLineNumber)
-
-    def entity(*_args: object) -> None:
-        raise _ForbiddenXML("an <!ENTITY> declaration", parser.CurrentLineNumber)
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = chars
-    parser.StartDoctypeDeclHandler = doctype
-    parser.EntityDeclHandler = entity
-    parser.UnparsedEntityDeclHandler = entity
-    parser.Parse(data, True)
-    return roots[0]
 
 
 # ---------------------------------------------------------------------------- reading
@@ -258,14 +181,14 @@ def _read_file(
     return ImageRecord(image=image, width=width, height=height, objects=tuple(objects))
 
 
-def _parse_file(xml_path: Path, col: ProblemCollector) -> _Element | None:
+def _parse_file(xml_path: Path, col: ProblemCollector) -> XmlElement | None:
     file = str(xml_path)
     try:
-        doc = _parse_xml(xml_path.read_bytes())
+        doc = parse_xml(xml_path.read_bytes())
     except OSError as exc:
         col.add(ProblemKind.PARSE, "file cannot be read", file=file, got=type(exc).__name__)
         return None
-    except _ForbiddenXML as exc:
+    except ForbiddenXML as exc:
         col.add(
             ProblemKind.PARSE,
             f"document contains {exc.what}; DTDs and entities are refused for safety",
@@ -301,7 +224,7 @@ def _parse_file(xml_path: Path, col: ProblemCollector) -> _Element | None:
 
 
 def _image_ref(
-    doc: _Element, probe: RefResolver, refs: RefResolver, col: ProblemCollector, file: str
+    doc: XmlElement, probe: RefResolver, refs: RefResolver, col: ProblemCollector, file: str
 ) -> str | None:
     """The first of ``<path>``, ``<filename>``, basename of ``<path>`` that exists inside the
     root (``probe`` reports nothing), else ``<filename>`` (``refs`` reports an escape)."""
@@ -330,7 +253,7 @@ def _image_ref(
 
 
 def _image_size(
-    doc: _Element, image: str, col: ProblemCollector, file: str
+    doc: XmlElement, image: str, col: ProblemCollector, file: str
 ) -> tuple[int, int] | None:
     stored: list[int] = []
     for name in ("width", "height"):
@@ -390,7 +313,7 @@ def _image_size(
 
 
 def _read_object(
-    obj: _Element,
+    obj: XmlElement,
     loc: str,
     width: int,
     height: int,
@@ -434,7 +357,7 @@ def _read_object(
     )
 
 
-def _is_difficult(obj: _Element, col: ProblemCollector, file: str, loc: str) -> bool:
+def _is_difficult(obj: XmlElement, col: ProblemCollector, file: str, loc: str) -> bool:
     raw = obj.findtext("difficult")
     if not raw:
         return False

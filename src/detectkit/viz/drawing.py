@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidInputError
+from detectkit.evaluation.pipeline import EvaluationReport, ImageMatches, evaluate
 from detectkit.images import ImageInput, load_image
 from detectkit.prediction import Detections, Prediction
 from detectkit.viz.charts import figure
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from PIL import Image as PILImage
 
-    from detectkit.evaluation.pipeline import EvaluationReport, ImageMatches
 
 __all__ = [
     "FN_COLOUR",
@@ -330,8 +330,6 @@ def _matched_here(
 ) -> ImageMatches:
     """This image's matches from :func:`~detectkit.evaluation.evaluate` itself (the one
     matcher), so the picture and the numbers agree, ties included."""
-    from detectkit.evaluation.pipeline import evaluate
-
     width, height = size
     objects = record.objects if isinstance(record, ImageRecord) else tuple(record)
     detections = prediction.detections if isinstance(prediction, Prediction) else prediction
@@ -350,8 +348,6 @@ def _outcome_from(
     matches: EvaluationReport | ImageMatches, record: Any, prediction: Any, n: int
 ) -> _Outcome:
     """The evaluation's decisions for this image's ``n`` detections."""
-    from detectkit.evaluation.pipeline import EvaluationReport
-
     if isinstance(matches, EvaluationReport):
         refs = [
             r for r in (getattr(prediction, "image", None), getattr(record, "image", None)) if r

@@ -22,28 +22,22 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from detectkit.backends.azure.errors import (
-    MAX_RETRIES,
-    RETRY_STATUSES,
-    boundary,
-    endpoint_error,
-    retry_delay,
-    translate_error,
-)
+from detectkit.backends.azure.datasets import next_version, upload_dataset
+from detectkit.backends.azure.errors import boundary, translate_error
+from detectkit.backends.azure.jobs import build_deployment_entities, build_job
 from detectkit.backends.azure.records import (
     asset_ref,
     dataset_asset,
     endpoint_info,
     model_info,
-    plan_uploads,
     state_value,
 )
+from detectkit.backends.azure.scoring import Scorer
 from detectkit.backends.mlflow_runs import (
     BEST_CHILD_TAG,
     LABELS_ARTIFACT,
@@ -61,7 +55,6 @@ from detectkit.errors import (
     InvalidSettingsError,
     MissingDependencyError,
     NotFoundError,
-    OperationTimeoutError,
 )
 from detectkit.records import (
     DatasetAsset,
@@ -81,10 +74,6 @@ if TYPE_CHECKING:
 __all__ = ["AzureBackend", "translate_error"]
 
 logger = logging.getLogger("detectkit.azure")
-
-#: Tag AutoML sets on the parent run, naming the best trial.
-#: Where AutoML writes the best trial's MLflow model, inside the trial's artifacts.
-DATASET_PREFIX = "detectkit/datasets"
 
 
 class AzureBackend:
@@ -132,10 +121,8 @@ class AzureBackend:
         self._credential = credential
         self._transport = client_kwargs.get("transport")
         self._tracking_uri = mlflow_tracking_uri
-        self._sleep = retry_sleep
         self._mlflow_client: Any = None
-        self._http: Any = None
-        self._targets: dict[str, tuple[str, SecretStr]] = {}
+        self._scorer = Scorer(self._target, transport=self._transport, sleep=retry_sleep)
         with boundary("workspace", workspace):
             self.ml_client = MLClient(
                 credential, subscription_id, resource_group, workspace, **client_kwargs
@@ -158,58 +145,20 @@ class AzureBackend:
         The layout is in this module's docstring. An existing ``name:version`` is refused
         before anything is uploaded.
         """
-        from azure.ai.ml.constants import AssetTypes
-        from azure.ai.ml.entities import Data
-        from azure.core.exceptions import ResourceNotFoundError
-
-        from detectkit.dataset import LabeledDataset
-        from detectkit.formats.azureml import write_azureml
-
-        with boundary("data asset", name):
-            version = version or self._next_version(self.ml_client.data.list(name=name))
-            try:
-                self.ml_client.data.get(name, version=version)
-            except ResourceNotFoundError:
-                pass
-            else:
-                raise ConflictError(
-                    f"data asset {name}:{version} already exists; versions are immutable: pass "
-                    "another version= (or none, for the next number)"
-                )
-            store = self.ml_client.datastores.get_default(include_secrets=True)
-            prefix = f"{DATASET_PREFIX}/{name}/{version}"
-            base_url = (
-                f"azureml://subscriptions/{self.subscription_id}/resourcegroups/"
-                f"{self.resource_group}/workspaces/{self.workspace}/datastores/{store.name}"
-                f"/paths/{prefix}/"
-            )
-            container = self._container_client(store)
-            uploads, records = plan_uploads(dataset, base_url)
-            self._upload_files(container, [(src, f"{prefix}/{blob}") for src, blob in uploads])
-            remote = LabeledDataset(records, dataset.classes)
-            with tempfile.TemporaryDirectory(prefix="detectkit-") as tmp:
-                jsonl = write_azureml(remote, tmp)
-                self._upload_files(
-                    container,
-                    [
-                        (jsonl, f"{prefix}/{jsonl.name}"),
-                        (jsonl.parent / "MLTable", f"{prefix}/MLTable"),
-                    ],
-                )
-            data = Data(
-                name=name,
-                version=version,
-                type=AssetTypes.MLTABLE,
-                path=f"azureml://datastores/{store.name}/paths/{prefix}/",
-                description=description,
-                tags={
-                    "detectkit.images": str(len(dataset)),
-                    "detectkit.boxes": str(dataset.num_boxes),
-                    "detectkit.classes": ",".join(dataset.classes),
-                },
-            )
-            created = self.ml_client.data.create_or_update(data)
-        return dataset_asset(created)
+        workspace_url = (
+            f"azureml://subscriptions/{self.subscription_id}/resourcegroups/"
+            f"{self.resource_group}/workspaces/{self.workspace}"
+        )
+        return upload_dataset(
+            self.ml_client,
+            workspace_url,
+            name,
+            dataset,
+            version=version,
+            description=description,
+            credential=self._credential,
+            transport=self._transport,
+        )
 
     def get_dataset(self, name: str, version: str | None = None) -> DatasetAsset:
         """A data asset (latest version when ``version`` is None)."""
@@ -243,8 +192,6 @@ class AzureBackend:
                 "got none; pass compute= to Project.train (create one in Azure ML studio > "
                 "Compute > Compute clusters)"
             )
-        from detectkit.backends.azure.jobs import build_job
-
         return build_job(request)
 
     def submit_training(self, request: TrainingRequest) -> RunInfo:
@@ -353,7 +300,7 @@ class AzureBackend:
                 tags["detectkit.run"] = source.run_name
         with boundary("model", name):
             if version is None:
-                version = self._next_version(self.ml_client.models.list(name=name))
+                version = next_version(self.ml_client.models.list(name=name))
             model = Model(
                 name=name,
                 version=version,
@@ -406,8 +353,6 @@ class AzureBackend:
         then route 100% of the traffic to it (new deployments get 0% on Azure)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        from detectkit.backends.azure.jobs import build_deployment_entities
-
         ep_entity, dep_entity = build_deployment_entities(
             f"azureml:{model.name}:{model.version}", endpoint, deployment, settings
         )
@@ -436,7 +381,7 @@ class AzureBackend:
         with boundary("endpoint", endpoint):
             ep_entity.traffic = {deployment: 100}
             self.ml_client.online_endpoints.begin_create_or_update(ep_entity).result()
-        self._targets.pop(endpoint, None)
+        self._scorer.forget(endpoint)
         return self.get_endpoint(endpoint)
 
     def get_endpoint(self, name: str) -> EndpointInfo:
@@ -471,32 +416,7 @@ class AzureBackend:
         (honouring ``Retry-After``); a 401 refreshes the key once. Other errors raise
         :class:`~detectkit.EndpointError` with a hint; the key never appears in a message.
         """
-        refreshed = False
-        retries = 0
-        while True:
-            uri, key = self._target(name)
-            headers = {
-                "Authorization": f"Bearer {key.get_secret_value()}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            }
-            if deployment:
-                headers["azureml-model-deployment"] = deployment
-            status, answer_headers, content = self._post(uri, body, headers, timeout, name)
-            logger.debug("scoring %s (deployment %s): HTTP %d", name, deployment, status)
-            if status == 200:
-                return content
-            if status == 401 and not refreshed:
-                self._targets.pop(name, None)
-                refreshed = True
-                continue
-            if status in RETRY_STATUSES and retries < MAX_RETRIES:
-                self._sleep(retry_delay(answer_headers, retries))
-                retries += 1
-                continue
-            raise endpoint_error(
-                name, deployment, status, answer_headers, content, key, retries=retries
-            )
+        return self._scorer.invoke(name, body, deployment=deployment, timeout=timeout)
 
     def endpoint_logs(self, name: str, *, deployment: str | None, lines: int) -> str:
         """The last ``lines`` lines of a deployment's container log (by default the deployment
@@ -531,7 +451,7 @@ class AzureBackend:
         """Delete the endpoint and its deployments (waits until Azure is done)."""
         with boundary("endpoint", name):
             self.ml_client.online_endpoints.begin_delete(name=name).result()
-        self._targets.pop(name, None)
+        self._scorer.forget(name)
 
     # ================================================================== helpers
     def _run_info(self, job: Any) -> RunInfo:
@@ -617,86 +537,15 @@ class AzureBackend:
             self._mlflow_client = MlflowClient(tracking_uri=self._tracking_uri)
         return self._mlflow_client
 
-    @staticmethod
-    def _next_version(existing: Any) -> str:
-        """One more than the highest numeric version (``"1"`` for a new name)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            versions = [str(item.version) for item in existing]
-        except ResourceNotFoundError:
-            return "1"
-        numbers = [int(v) for v in versions if v.isdigit()]
-        return str(max(numbers, default=0) + 1)
-
-    def _container_client(self, store: Any) -> Any:
-        """A blob container client for a datastore, on the same transport as the MLClient."""
-        from azure.storage.blob import ContainerClient
-
-        creds = getattr(store, "credentials", None)
-        secret = getattr(creds, "account_key", None) or getattr(creds, "sas_token", None)
-        account_url = f"{store.protocol}://{store.account_name}.blob.{store.endpoint}"
-        kwargs: dict[str, Any] = {}
-        if self._transport is not None:
-            kwargs["transport"] = self._transport
-        return ContainerClient(
-            account_url, store.container_name, credential=secret or self._credential, **kwargs
-        )
-
-    @staticmethod
-    def _upload_files(container: Any, files: list[tuple[Path, str]]) -> None:
-        """Upload ``(local file, blob name)`` pairs, 8 at a time, with a progress bar."""
-        from detectkit.progress import track
-
-        def upload(item: tuple[Path, str]) -> None:
-            src, blob = item
-            with open(src, "rb") as fh:
-                container.upload_blob(blob, fh, overwrite=True)
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            done = pool.map(upload, files)
-            for _ in track(done, total=len(files), description="uploading"):
-                pass
-
     def _target(self, name: str) -> tuple[str, SecretStr]:
-        """Scoring URI and key of an endpoint, fetched once and cached."""
-        if name not in self._targets:
-            info = self.get_endpoint(name)
-            if not info.scoring_uri:
-                raise EndpointError(
-                    f"endpoint {name!r} has no scoring URI yet (state {info.state})",
-                    hint="wait for the endpoint to finish provisioning",
-                )
-            self._targets[name] = (info.scoring_uri, self.endpoint_keys(name).primary)
-        return self._targets[name]
-
-    def _post(
-        self, uri: str, body: bytes, headers: dict[str, str], timeout: float, name: str
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-        from azure.core.pipeline import Pipeline
-        from azure.core.pipeline.transport import RequestsTransport
-        from azure.core.rest import HttpRequest
-
-        if self._http is None:
-            self._http = Pipeline(transport=self._transport or RequestsTransport(), policies=[])
-        request = HttpRequest("POST", uri, headers=headers, content=body)
-        try:
-            response = self._http.run(
-                request, connection_timeout=min(timeout, 30.0), read_timeout=timeout
-            ).http_response
-            content = response.read()
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
-                raise OperationTimeoutError(
-                    f"endpoint {name!r} did not answer within {timeout:.0f} s; pass a larger "
-                    "timeout= to predict(), or send fewer images per call"
-                ) from exc
+        """Scoring URI and key of an endpoint (:class:`Scorer` caches them)."""
+        info = self.get_endpoint(name)
+        if not info.scoring_uri:
             raise EndpointError(
-                f"cannot reach endpoint {name!r} at {uri}: {type(exc).__name__}",
-                hint="check the network and that the endpoint still exists",
-            ) from exc
-        return response.status_code, dict(response.headers), bytes(content)
+                f"endpoint {name!r} has no scoring URI yet (state {info.state})",
+                hint="wait for the endpoint to finish provisioning",
+            )
+        return info.scoring_uri, self.endpoint_keys(name).primary
 
     def _log_tail(self, endpoint: str, deployment: str, lines: int = 15) -> str:
         try:

@@ -28,7 +28,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -36,11 +35,19 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from detectkit.backends.local.app import ServerOptions
+from detectkit.backends.local.processes import (
+    SERVER_MODULE,
+    alive,
+    health,
+    option_args,
+    stop,
+    tail,
+)
 from detectkit.errors import (
     DetectkitError,
     EndpointError,
@@ -59,7 +66,6 @@ __all__ = ["EndpointRecord", "LocalEndpoints"]
 START_TIMEOUT = 180.0
 #: Seconds :meth:`LocalEndpoints.delete_endpoint` waits after SIGTERM before SIGKILL.
 STOP_TIMEOUT = 10.0
-_SERVER_MODULE = "detectkit.backends.local.serve"
 _HOST = "127.0.0.1"
 _LOG_ROTATE_BYTES = 8 << 20
 
@@ -176,7 +182,7 @@ class LocalEndpoints:
         )
         self._write_record(record)
         if old is not None and old.pid != pid:
-            _stop(old.pid, STOP_TIMEOUT)
+            stop(old.pid, STOP_TIMEOUT)
         return self._info(record, healthy=True)
 
     def get_endpoint(self, name: str) -> EndpointInfo:
@@ -215,7 +221,7 @@ class LocalEndpoints:
         """The last ``lines`` lines of the server log."""
         record = self._require(name)
         _check_deployment(record, deployment)
-        return _tail(self._folder(name) / "server.log", lines)
+        return tail(self._folder(name) / "server.log", lines)
 
     def set_traffic(self, name: str, traffic: Mapping[str, int]) -> EndpointInfo:
         """Record the traffic split; locally it can only name the one deployment.
@@ -240,7 +246,7 @@ class LocalEndpoints:
         """Stop the server (SIGTERM to its process group, SIGKILL after
         :data:`STOP_TIMEOUT` s) and remove the endpoint's folder, keys and log included."""
         record = self._require(name)
-        _stop(record.pid, STOP_TIMEOUT)
+        stop(record.pid, STOP_TIMEOUT)
         self._records.pop(name, None)
         shutil.rmtree(self._folder(name), ignore_errors=True)
 
@@ -404,11 +410,11 @@ class LocalEndpoints:
         if log.is_file() and log.stat().st_size > _LOG_ROTATE_BYTES:
             os.replace(log, folder / "server.log.1")
         # a redeploy keeps the port when the old server is gone, else takes any free one
-        port = old.port if old is not None and not _alive(old.pid) else 0
+        port = old.port if old is not None and not alive(old.pid) else 0
         command = [
             sys.executable,
             "-m",
-            _SERVER_MODULE,
+            SERVER_MODULE,
             str(model_path),
             "--host",
             _HOST,
@@ -422,9 +428,7 @@ class LocalEndpoints:
             "--pid-file",
             str(pid_file),
             "--detach",
-            *_option_args(
-                self._options.model_copy(update={"request_timeout_s": request_timeout_s})
-            ),
+            *option_args(self._options.model_copy(update={"request_timeout_s": request_timeout_s})),
         ]
         env = {**os.environ, **settings.environment_variables, "PYTHONUNBUFFERED": "1"}
         with log.open("ab") as out:
@@ -451,7 +455,7 @@ class LocalEndpoints:
         except (OSError, ValueError, KeyError) as exc:
             raise EndpointError(
                 f"endpoint {folder.name!r}: the server launcher exited with code {code} before "
-                f"starting a server; the log ends with:\n{_tail(log, 20)}",
+                f"starting a server; the log ends with:\n{tail(log, 20)}",
                 hint="run `python -m detectkit.backends.local.serve MODEL` to see the error",
             ) from exc
         finally:
@@ -459,7 +463,7 @@ class LocalEndpoints:
         try:
             return pid, self._wait_ready(folder.name, pid, ready, log)
         except BaseException:
-            _stop(pid, STOP_TIMEOUT)
+            stop(pid, STOP_TIMEOUT)
             raise
         finally:
             ready.unlink(missing_ok=True)
@@ -469,37 +473,37 @@ class LocalEndpoints:
         delay = 0.05
         port: int | None = None
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 raise EndpointError(
                     f"endpoint {name!r}: the server (pid {pid}) exited while starting; the log "
-                    f"ends with:\n{_tail(log, 20)}",
+                    f"ends with:\n{tail(log, 20)}",
                     hint="fix the error above (the model folder, its dependencies) and deploy "
                     "again",
                 )
             if port is None and ready.is_file():
                 with contextlib.suppress(OSError, ValueError, KeyError):
                     port = int(json.loads(ready.read_text(encoding="utf-8"))["port"])
-            if port is not None and _health(_HOST, port, pid, timeout=2.0):
+            if port is not None and health(_HOST, port, pid, timeout=2.0):
                 return port
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
         raise OperationTimeoutError(
             f"endpoint {name!r}: the server (pid {pid}) was not healthy after "
-            f"{self._start_timeout:g} s and was stopped; the log ends with:\n{_tail(log, 20)}"
+            f"{self._start_timeout:g} s and was stopped; the log ends with:\n{tail(log, 20)}"
         )
 
     def _info(self, record: EndpointRecord, *, healthy: bool | None) -> EndpointInfo:
         error = None
         if healthy is None:
-            alive = _alive(record.pid)
-            healthy = alive and _health(record.host, record.port, record.pid, timeout=2.0)
-            state = "Succeeded" if healthy else ("Failed" if alive else "Stopped")
+            running = alive(record.pid)
+            healthy = running and health(record.host, record.port, record.pid, timeout=2.0)
+            state = "Succeeded" if healthy else ("Failed" if running else "Stopped")
             if not healthy:
                 error = (
                     f"the server (pid {record.pid}) "
-                    f"{'does not answer /health' if alive else 'is not running'}; deploy again "
+                    f"{'does not answer /health' if running else 'is not running'}; deploy again "
                     f"to restart it. The log ends with:\n"
-                    f"{_tail(self._folder(record.name) / 'server.log', 10)}"
+                    f"{tail(self._folder(record.name) / 'server.log', 10)}"
                 )
         else:
             state = "Succeeded"
@@ -515,10 +519,10 @@ class LocalEndpoints:
         )
 
     def _not_running(self, record: EndpointRecord, exc: BaseException) -> EndpointError:
-        state = "running but refusing connections" if _alive(record.pid) else "not running"
+        state = "running but refusing connections" if alive(record.pid) else "not running"
         return EndpointError(
             f"endpoint {record.name!r} is {state} ({record.scoring_uri}: {exc}); the log ends "
-            f"with:\n{_tail(self._folder(record.name) / 'server.log', 10)}",
+            f"with:\n{tail(self._folder(record.name) / 'server.log', 10)}",
             hint=f"deploy it again: project.deploy({record.model!r}, endpoint={record.name!r})",
         )
 
@@ -529,99 +533,6 @@ class _Connections(dict[tuple[str, int], http.client.HTTPConnection]):
     def __del__(self) -> None:
         for conn in self.values():
             conn.close()
-
-
-# ============================================================================ processes
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a running (not zombie) detectkit server process."""
-    proc = Path(f"/proc/{pid}")
-    if Path("/proc/self").exists():
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            return False
-        state = stat.rsplit(")", 1)[-1].split()[0]
-        # an exiting process has an empty command line for a moment: still alive; another
-        # command line means the pid was reused by something else
-        return state not in ("Z", "X") and (not cmdline or _SERVER_MODULE.encode() in cmdline)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _health(host: str, port: int, pid: int, *, timeout: float) -> bool:
-    """Whether ``GET /health`` answers 200 from the server with process id ``pid``."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", "/health")
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            return False
-        data: Any = json.loads(body)
-        return isinstance(data, dict) and data.get("pid") == pid
-    except (OSError, ValueError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
-def _stop(pid: int, timeout: float) -> None:
-    """SIGTERM the server's process group, wait, then SIGKILL it."""
-    if not _alive(pid):
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _tail(path: Path, lines: int) -> str:
-    """The last ``lines`` lines of a text file (reading only its end)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            chunk = min(size, max(lines, 1) * 400 + 4096)
-            handle.seek(size - chunk)
-            data = handle.read()
-    except OSError:
-        return "(no log)"
-    text = data.decode("utf-8", "replace").splitlines()
-    return "\n".join(text[-lines:]) if lines > 0 else ""
-
-
-def _option_args(options: ServerOptions) -> list[str]:
-    """The server command-line flags for ``options``."""
-    args = [
-        f"--max-body-bytes={options.max_body_bytes}",
-        f"--max-batch={options.max_batch}",
-        f"--batch-wait-ms={options.batch_wait_ms:g}",
-        f"--request-timeout={options.request_timeout_s:g}",
-        f"--max-pending={options.max_pending}",
-    ]
-    if options.processes is not None:
-        args.append(f"--processes={options.processes}")
-    if options.workers is not None:
-        args.append(f"--workers={options.workers}")
-    if options.threads is not None:
-        args.append(f"--threads={options.threads}")
-    if options.access_log:
-        args.append("--access-log")
-    return args
 
 
 def _check_deployment(record: EndpointRecord, deployment: str | None) -> None:

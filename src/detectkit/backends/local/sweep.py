@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 from detectkit.backends.local.models import ensure_backbone_weights, import_torch
 from detectkit.backends.local.train import (
     EpochRecord,
+    Terminate,
     TrialConfig,
     TrialResult,
-    _Terminate,
     fit,
     trial_config,
 )
@@ -422,7 +422,7 @@ def _epoch_logger(
             reason = termination_reason(policy, record.epoch, own, state.histories)
             if reason is not None:
                 client.set_tag(run_id, "detectkit.early_termination", reason)
-                raise _Terminate(reason)
+                raise Terminate(reason)
 
     return on_epoch
 

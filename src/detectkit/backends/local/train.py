@@ -4,8 +4,9 @@
 the local defaults of its model. :func:`fit` preloads the images resized to the network's
 input, trains with the parameters of :class:`TrialConfig`, evaluates the validation set every
 ``evaluation_frequency`` epochs with :func:`detectkit.evaluate` (COCO protocol) and returns
-the weights of its best epoch; :func:`detect` predicts with a model. Sweeps of trials, logged
-as MLflow runs, are in :mod:`detectkit.backends.local.sweep`.
+the weights of its best epoch; :func:`detect` predicts with a model (it and the preloading of
+the images live in :mod:`detectkit.backends.local.samples`). Sweeps of trials, logged as MLflow
+runs, are in :mod:`detectkit.backends.local.sweep`.
 
 torch and torchvision are imported inside the functions.
 """
@@ -16,7 +17,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,15 +30,21 @@ from detectkit.backends.local.models import (
     import_torch,
     model_spec,
 )
+from detectkit.backends.local.samples import (
+    augmenter,
+    detect,
+    load_samples,
+    validation_metrics,
+)
 from detectkit.errors import InvalidSettingsError, NotFoundError
 
 if TYPE_CHECKING:
     from detectkit.dataset import LabeledDataset
-    from detectkit.prediction import Detections
     from detectkit.settings.request import TrainingParameters
 
 __all__ = [
     "EpochRecord",
+    "Terminate",
     "TrialConfig",
     "TrialResult",
     "detect",
@@ -225,105 +232,6 @@ def trial_config(params: TrainingParameters, *, checkpoint: str | None = None) -
     )
 
 
-# ====================================================================== data
-@dataclass
-class _Samples:
-    """Images preloaded as ``uint8`` tensors at the network's input scale, with their boxes
-    in pixels of that tensor and labels ``1..K`` (0 is background)."""
-
-    images: list[Any]
-    boxes: list[Any]
-    labels: list[Any]
-    refs: list[str]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-def _load_samples(dataset: LabeledDataset, config: TrialConfig, *, train: bool) -> _Samples:
-    """Read, orient and resize every image once (a square for SSD models; the short side to
-    ``min_size`` with the long side at most ``max_size`` otherwise; training images of
-    ``ssd`` augmentation keep 1.5x that resolution for the crops)."""
-    torch = import_torch()
-    from PIL import Image
-
-    from detectkit.images import load_image
-
-    spec = model_spec(config.model_name)
-    scale_up = 1.5 if train and config.augmentation == "ssd" else 1.0
-    class_ids = {name: i + 1 for i, name in enumerate(dataset.classes)}
-    out = _Samples([], [], [], [])
-    for record in dataset.records:
-        image = load_image(record.image)
-        width, height = image.size
-        if spec.family == "ssd":
-            side = round(config.min_size * scale_up)
-            size = (side, side)
-        else:
-            ratio = min(config.min_size / min(width, height), config.max_size / max(width, height))
-            size = (
-                max(1, round(width * ratio * scale_up)),
-                max(1, round(height * ratio * scale_up)),
-            )
-        if size != (width, height):
-            image = image.resize(size, Image.Resampling.BILINEAR)
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-        objects = [o for o in record.objects if not o.is_crowd]
-        xyxy = np.array(
-            [[o.box.top_x, o.box.top_y, o.box.bottom_x, o.box.bottom_y] for o in objects],
-            dtype=np.float32,
-        ).reshape(-1, 4) * np.array([size[0], size[1], size[0], size[1]], dtype=np.float32)
-        out.images.append(pixels.contiguous())
-        out.boxes.append(torch.from_numpy(xyxy))
-        out.labels.append(torch.tensor([class_ids[o.label] for o in objects], dtype=torch.int64))
-        out.refs.append(record.image)
-    return out
-
-
-def _augmenter(config: TrialConfig) -> Callable[[Any, Any, Any], tuple[Any, Any, Any]]:
-    """The training augmentation: ``none``; ``flip`` (horizontal flip and a mild photometric
-    change); ``ssd`` (torchvision's SSD recipe: photometric distortion, zoom out, IoU crop,
-    flip)."""
-    import_torch()
-    import torchvision.transforms.v2 as T
-    from torchvision import tv_tensors
-
-    steps: list[Any]
-    if config.augmentation == "none":
-        steps = []
-    elif config.augmentation == "flip":
-        steps = [T.RandomPhotometricDistort(p=0.3), T.RandomHorizontalFlip()]
-    else:
-        steps = [
-            T.RandomPhotometricDistort(p=0.5),
-            T.RandomZoomOut(
-                fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.3
-            ),
-            T.RandomIoUCrop(),
-            T.RandomHorizontalFlip(),
-            T.SanitizeBoundingBoxes(),
-        ]
-    pipeline = T.Compose(steps) if steps else None  # Compose refuses an empty list
-
-    def apply(image: Any, boxes: Any, labels: Any) -> tuple[Any, Any, Any]:
-        if pipeline is None:
-            return image, boxes, labels
-        height, width = image.shape[-2:]
-        sample = {
-            "image": tv_tensors.Image(image),
-            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
-            "labels": labels,
-        }
-        out = pipeline(sample)
-        return (
-            out["image"].as_subclass(type(image)),
-            out["boxes"].as_subclass(type(boxes)),
-            out["labels"],
-        )
-
-    return apply
-
-
 # ====================================================================== model
 def _new_model(config: TrialConfig, num_classes: int, *, load_weights: bool | None = None) -> Any:
     model = build_model(
@@ -361,61 +269,6 @@ def _load_checkpoint(model: Any, path: str, model_name: str) -> None:
             f"checkpoint {path} does not fit {model_name} for these classes ({first}); start "
             "from a checkpoint of the same model trained on the same class list"
         ) from exc
-
-
-def detect(
-    model: Any, samples: _Samples, classes: Sequence[str], batch_size: int = 8
-) -> list[Detections]:
-    """Predict every sample; boxes normalized by the sample's size (that is, the image's)."""
-    torch = import_torch()
-    from detectkit.prediction import Detections
-
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(samples), batch_size):
-            chunk = samples.images[start : start + batch_size]
-            batch = [image.float().div_(255) for image in chunk]
-            for image, result in zip(chunk, model(batch), strict=True):
-                height, width = image.shape[-2:]
-                scale = np.array([width, height, width, height], dtype=np.float64)
-                xyxy = np.clip(result["boxes"].double().numpy() / scale, 0.0, 1.0)
-                out.append(
-                    Detections(
-                        xyxy,
-                        result["scores"].double().numpy(),
-                        result["labels"].numpy() - 1,
-                        classes,
-                    )
-                )
-    return out
-
-
-def _validate(
-    model: Any, samples: _Samples, dataset: LabeledDataset, config: TrialConfig
-) -> dict[str, float]:
-    from detectkit.evaluation.pipeline import evaluate
-
-    detections = detect(model, samples, dataset.classes, config.validation_batch_size)
-    report = evaluate(
-        dataset,
-        dict(zip(samples.refs, detections, strict=True)),
-        score_threshold=config.box_score_threshold,
-        iou_threshold=config.validation_iou_threshold,
-    )
-    stats = report.stats
-    assert stats is not None
-    map50 = stats.map50 or 0.0
-    coco = stats.map or 0.0
-    return {
-        "mean_average_precision": coco if config.metric_type == "coco" else map50,
-        "map_50": map50,
-        "map_75": stats.map75 or 0.0,
-        "map_50_95": coco,
-        "precision": report.overall.precision,
-        "recall": report.overall.recall,
-        "f1": report.overall.f1,
-    }
 
 
 # ====================================================================== one trial
@@ -483,7 +336,7 @@ class _Ema:
                     average.copy_(value)
 
 
-class _Terminate(Exception):
+class Terminate(Exception):
     """Raised by an epoch callback to stop the trial (early termination policy)."""
 
 
@@ -556,7 +409,7 @@ def fit(
             evaluated and kept). When ``config.epochs_fixed`` is false, the number of epochs
             is fitted to the time left after each epoch, so that the learning-rate schedule
             ends by the deadline.
-        on_epoch: Called after every epoch; raising :class:`_Terminate` stops the trial
+        on_epoch: Called after every epoch; raising :class:`Terminate` stops the trial
             (early termination).
         device: ``"cpu"`` or ``"cuda"`` (default: CUDA when available).
         progress: Print one line per epoch on stderr (default: when stderr is a terminal).
@@ -570,14 +423,14 @@ def fit(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     show = sys.stderr.isatty() if progress is None else progress
     classes = train_data.classes
-    train = _load_samples(train_data, config, train=True)
-    val = _load_samples(validation_data, config, train=False)
+    train = load_samples(train_data, config, train=True)
+    val = load_samples(validation_data, config, train=False)
     if len(train) == 0:
         raise InvalidSettingsError("training data: no images to train on")
     # channels-last convolutions are faster on CPUs (oneDNN) and on GPUs alike
     model = _new_model(config, len(classes)).to(device, memory_format=torch.channels_last)
     optimizer = _optimizer(model, config)
-    augment = _augmenter(config)
+    augment = augmenter(config)
     steps_per_epoch = max(
         1, math.ceil(len(train) / (config.batch_size * config.gradient_accumulation))
     )
@@ -600,11 +453,11 @@ def fit(
 
     def validate() -> dict[str, float]:
         if ema is None:
-            return _validate(model, val, validation_data, config)
+            return validation_metrics(model, val, validation_data, config)
         live = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(ema.state)
         try:
-            return _validate(model, val, validation_data, config)
+            return validation_metrics(model, val, validation_data, config)
         finally:
             model.load_state_dict(live)
 
@@ -689,7 +542,7 @@ def fit(
         if on_epoch is not None:
             try:
                 on_epoch(record)
-            except _Terminate:
+            except Terminate:
                 stopped = "early_termination"
                 break
         if (

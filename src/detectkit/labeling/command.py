@@ -1,0 +1,129 @@
+"""``detectkit label DATA``: label a folder of images (or a labeled data set) in the browser.
+
+The lead wires :func:`add_parser` and :func:`run` into detectkit's command line. The labeling
+project lives in a local project (``--project``, default ``detectkit-project``), named after
+DATA (``--name``); running the command again on the same DATA reopens it. ``--in-place``
+writes the labels back into DATA's own COCO or Azure ML JSONL file, atomically, after saves
+and on exit; otherwise export from the page (or ``project.labeling.get(name).export()``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from detectkit.backends.local import LocalBackend
+from detectkit.errors import DetectkitError
+from detectkit.labeling.data import read_input, source_file, write_back
+from detectkit.labeling.project import Labeling, LabelingProject
+from detectkit.labeling.server import LabelingServer
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``label`` to an ``argparse`` sub-parser collection; returns the new parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "label",
+        help="label images in a local page (127.0.0.1, with an access token)",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument("data", metavar="DATA", help="a folder of images or a labeled data set")
+    parser.add_argument("--classes", help="class names, comma separated (a,b,c)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    parser.add_argument("--open", action="store_true", help="open the page in the browser")
+    parser.add_argument(
+        "--in-place", action="store_true", help="write the labels back into DATA's own file"
+    )
+    parser.add_argument(
+        "--local",
+        "--project",
+        dest="project",
+        metavar="DIR",
+        default=os.environ.get("DETECTKIT_PROJECT", "detectkit-project"),
+        help="local project folder (default: $DETECTKIT_PROJECT, else detectkit-project)",
+    )
+    parser.add_argument("--name", default=None, help="labeling project name (default: DATA's)")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace, *, block: bool = True) -> int:
+    """Run ``detectkit label``; returns the exit status (0, or 2 on a usage error).
+
+    Args:
+        args: What :func:`add_parser`'s parser produced.
+        block: Serve until Ctrl-C (``False``: start in the background and return, for tests;
+            the server is then ``args.server``).
+    """
+    try:
+        project = _open_project(args)
+        syncer = _in_place_syncer(args, project) if args.in_place else None
+        server = LabelingServer(
+            project.store,
+            port=args.port,
+            exporter=_exporter(project),
+            syncer=syncer,
+            sync_interval=1.0,
+        )
+    except DetectkitError as exc:
+        print(f"detectkit label: {exc}", file=sys.stderr)
+        return 2
+    print(f"labeling {project.name!r}: {project.progress!r}")
+    print(f"open {server.url}")
+    args.server = server
+    if not block:
+        server.start(open_browser=args.open)
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(open_browser=args.open)
+    print(f"stopped; {project.progress!r}")
+    return 0
+
+
+def _open_project(args: argparse.Namespace) -> LabelingProject:
+    labeling = Labeling(LocalBackend(Path(args.project)))
+    data = Path(args.data)
+    name = (
+        args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", data.resolve().name).strip("-.") or "images"
+    )
+    if any(p.name == name for p in labeling.list()):
+        project = labeling.get(name)
+        if args.classes:
+            project.store.add_classes([c.strip() for c in args.classes.split(",") if c.strip()])
+        return project
+    if not args.classes:
+        classes: list[str] | tuple[str, ...] = read_input(data).classes
+    else:
+        classes = args.classes
+    return labeling.create(name, data, classes=classes)
+
+
+def _in_place_syncer(args: argparse.Namespace, project: LabelingProject) -> Any:
+    target, fmt = source_file(args.data)
+    root = Path(args.data) if Path(args.data).is_dir() else target.parent
+
+    def sync() -> None:
+        dataset = project.store.to_dataset(
+            states=("labeled", "reviewed", "unlabeled", "skipped"), original_refs=True, root=root
+        )
+        write_back(dataset, target, fmt)
+
+    return sync
+
+
+def _exporter(project: LabelingProject) -> Any:
+    def export() -> str:
+        project.export()
+        asset = project.last_export
+        assert asset is not None
+        return (
+            f"exported {asset.images} images, {asset.boxes} boxes as {asset.name}:{asset.version}"
+        )
+
+    return export

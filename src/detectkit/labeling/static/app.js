@@ -1,0 +1,306 @@
+// detectkit labeling page: vanilla JS, no dependencies, nothing loaded from the internet.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990", "#808000"];
+  const HANDLES = ["nw", "n", "ne", "e", "se", "s", "sw", "w"];
+  const S = {
+    classes: [], ids: [], names: [], states: [], counts: [], filter: "", cur: -1,
+    labels: null, undo: [], redo: [], sel: -1, cls: 0, view: { k: 1, x: 0, y: 0 },
+    saving: false, pending: false, drag: null, space: false, items: [],
+  };
+  const view = $("view"), stage = $("stage"), img = $("image"), layer = $("boxes");
+
+  async function api(path, opts = {}) {
+    const headers = { "X-Detectkit-Token": token };
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    const r = await fetch("api/" + path, { method: opts.method || "GET", headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    const data = await r.json().catch(() => ({}));
+    return { status: r.status, data };
+  }
+  const color = (label) => COLORS[Math.max(0, S.classes.indexOf(label)) % COLORS.length];
+  const status = (text, error) => { const el = $("status"); el.textContent = text; el.classList.toggle("error", !!error); };
+  const copy = (boxes) => boxes.map((b) => ({ ...b }));
+  const W = () => S.labels.width || img.naturalWidth || 1;
+  const H = () => S.labels.height || img.naturalHeight || 1;
+
+  // ------------------------------------------------------------------ the lists
+  function renderClasses() {
+    const ol = $("classes"); ol.textContent = "";
+    S.classes.forEach((c, i) => {
+      const li = document.createElement("li");
+      li.style.setProperty("--c", color(c));
+      li.className = i === S.cls ? "active" : "";
+      li.innerHTML = `<span class="key">${i < 9 ? i + 1 : ""}</span><span class="swatch"></span>`;
+      li.append(document.createTextNode(c)); li.dataset.cls = c;
+      li.onclick = () => pickClass(i);
+      ol.append(li);
+    });
+  }
+  function renderChart(progress) {
+    const chart = $("chart"); chart.textContent = "";
+    const per = progress.boxes_per_class || {};
+    const max = Math.max(1, ...Object.values(per));
+    for (const [c, n] of Object.entries(per)) {
+      const row = document.createElement("div"); row.className = "row"; row.dataset.cls = c;
+      row.style.setProperty("--c", color(c));
+      const name = document.createElement("span"); name.textContent = c;
+      const bar = document.createElement("div"); bar.className = "bar"; bar.style.width = (100 * n / max) + "%";
+      const num = document.createElement("span"); num.className = "n"; num.textContent = n;
+      row.append(name, bar, num); chart.append(row);
+    }
+    $("count").textContent = `${progress.labeled + progress.reviewed} of ${progress.images} done · ${progress.skipped} skipped · ${progress.boxes} boxes`;
+  }
+  function renderImages() {
+    const ol = $("images"); ol.textContent = ""; S.items = [];
+    const frag = document.createDocumentFragment();
+    S.ids.forEach((id, i) => {
+      if (S.filter && S.states[i] !== S.filter && i !== S.cur) return;
+      const li = document.createElement("li"); li.dataset.index = i; li.dataset.id = id;
+      const name = document.createElement("span"); name.textContent = S.names[i];
+      const st = document.createElement("span"); st.className = "st " + S.states[i]; st.textContent = S.states[i];
+      li.append(name, st); li.onclick = () => go(i);
+      if (i === S.cur) li.className = "current";
+      S.items[i] = li; frag.append(li);
+    });
+    ol.append(frag);
+  }
+  function markImage(i) {
+    const li = S.items[i]; if (!li) return;
+    const st = li.lastChild; st.className = "st " + S.states[i]; st.textContent = S.states[i];
+  }
+
+  // ------------------------------------------------------------------ the image and its boxes
+  function applyView() { stage.style.transform = `translate(${S.view.x}px, ${S.view.y}px) scale(${S.view.k})`; }
+  function fit() {
+    const r = view.getBoundingClientRect();
+    const k = Math.min(r.width / W(), r.height / H()) * 0.96;
+    S.view = { k, x: (r.width - W() * k) / 2, y: (r.height - H() * k) / 2 }; applyView();
+  }
+  function renderBoxes() {
+    layer.textContent = "";
+    const w = W(), h = H();
+    S.labels.boxes.forEach((b, i) => {
+      const d = document.createElement("div");
+      d.className = "box body" + (i === S.sel ? " selected" : "");
+      d.dataset.index = i; d.dataset.label = b.label;
+      d.style.setProperty("--c", color(b.label));
+      d.style.left = b.top_x * w + "px"; d.style.top = b.top_y * h + "px";
+      d.style.width = (b.bottom_x - b.top_x) * w + "px"; d.style.height = (b.bottom_y - b.top_y) * h + "px";
+      const tag = document.createElement("span"); tag.className = "tag"; tag.textContent = b.label; d.append(tag);
+      for (const hd of HANDLES) { const e = document.createElement("span"); e.className = "h " + hd; e.dataset.handle = hd; d.append(e); }
+      layer.append(d);
+    });
+    const list = $("boxlist"); list.textContent = "";
+    S.labels.boxes.forEach((b, i) => {
+      const li = document.createElement("li"); li.className = i === S.sel ? "selected" : "";
+      const sw = document.createElement("span"); sw.className = "swatch"; sw.style.setProperty("--c", color(b.label));
+      const sel = document.createElement("select");
+      for (const c of S.classes) { const o = document.createElement("option"); o.value = o.textContent = c; sel.append(o); }
+      sel.value = b.label;
+      sel.onchange = () => change(() => { S.labels.boxes[i].label = sel.value; });
+      const del = document.createElement("button"); del.textContent = "×"; del.title = "Delete (Del)";
+      del.onclick = () => { S.sel = i; removeSelected(); };
+      li.append(sw, sel, del); li.onclick = (e) => { if (e.target === li) { S.sel = i; renderBoxes(); } };
+      list.append(li);
+    });
+  }
+
+  async function go(i) {
+    if (i < 0 || i >= S.ids.length) return;
+    S.cur = i; S.sel = -1; S.undo = []; S.redo = []; $("conflict").hidden = true;
+    for (const li of document.querySelectorAll("#images li.current")) li.className = "";
+    if (S.items[i]) { S.items[i].className = "current"; S.items[i].scrollIntoView({ block: "nearest" }); }
+    const id = S.ids[i];
+    const r = await api("images/" + id);
+    if (S.cur !== i) return;
+    S.labels = r.data;
+    const shown = new Promise((ok) => { img.onload = ok; img.onerror = ok; });
+    img.src = `api/images/${id}/file?token=${encodeURIComponent(token)}`;
+    await shown;
+    if (S.cur !== i) return;
+    stage.dataset.id = id; fit(); renderBoxes();
+    status(`${S.names[i]} · revision ${S.labels.revision}`);
+    document.body.dataset.shown = id;
+    window.dispatchEvent(new CustomEvent("detectkit:shown", { detail: id }));
+    if (i + 1 < S.ids.length) { const pre = new Image(); pre.src = `api/images/${S.ids[i + 1]}/file?token=${encodeURIComponent(token)}`; }
+  }
+  const nextIndex = (step) => {
+    for (let i = S.cur + step; i >= 0 && i < S.ids.length; i += step) if (!S.filter || S.states[i] === S.filter) return i;
+    return -1;
+  };
+
+  // ------------------------------------------------------------------ changes and saving
+  function change(mutate, state) {
+    S.undo.push({ boxes: copy(S.labels.boxes), state: S.labels.state }); S.redo = [];
+    mutate();
+    if (state) S.labels.state = state;
+    else if (S.labels.state === "unlabeled" || S.labels.state === "skipped") S.labels.state = "labeled";
+    renderBoxes(); save();
+  }
+  function restore(from, to) {
+    const snap = from.pop(); if (!snap) return;
+    to.push({ boxes: copy(S.labels.boxes), state: S.labels.state });
+    S.labels.boxes = snap.boxes; S.labels.state = snap.state; S.sel = -1; renderBoxes(); save();
+  }
+  async function save() {
+    if (S.saving) { S.pending = true; return; }
+    S.saving = true; status("Saving…");
+    const i = S.cur, id = S.ids[i];
+    const body = { revision: S.labels.revision, state: S.labels.state, boxes: S.labels.boxes };
+    const t0 = performance.now();
+    try {
+      const r = await api("images/" + id, { method: "PUT", body });
+      window.dispatchEvent(new CustomEvent("detectkit:saved", { detail: { status: r.status, ms: performance.now() - t0 } }));
+      if (r.status === 200) {
+        if (S.ids[S.cur] === id) S.labels.revision = r.data.revision;
+        S.states[i] = r.data.state[0]; S.counts[i] = r.data.boxes.length; markImage(i);
+        renderChart(r.data.progress); status(`Saved · revision ${r.data.revision}`);
+      } else if (r.status === 409) {
+        S.pending = false;
+        const cur = r.data.current;
+        const box = $("conflict"); box.hidden = false;
+        box.textContent = `Someone else saved this image (revision ${cur.revision}, ${cur.boxes.length} boxes); showing their edit instead of yours. ` + r.data.error.message;
+        if (S.ids[S.cur] === id) { S.labels = { ...S.labels, ...cur }; S.undo = []; S.redo = []; S.sel = -1; renderBoxes(); }
+        S.states[i] = cur.state[0]; markImage(i);
+        const pr = await api("progress"); if (pr.status === 200) renderChart(pr.data);
+        status("Conflict: showing the other edit", true);
+      } else {
+        status("Not saved: " + ((r.data.error && r.data.error.message) || r.status), true);
+      }
+    } catch (e) {
+      status("Not saved (is the server running?): " + e, true);
+    } finally {
+      S.saving = false;
+      if (S.pending) { S.pending = false; save(); }
+    }
+  }
+  function removeSelected() {
+    if (S.sel < 0) return;
+    const k = S.sel; S.sel = -1; change(() => S.labels.boxes.splice(k, 1));
+  }
+  function pickClass(i) {
+    if (i >= S.classes.length) return;
+    S.cls = i; renderClasses();
+    if (S.sel >= 0 && S.labels.boxes[S.sel].label !== S.classes[i]) change(() => { S.labels.boxes[S.sel].label = S.classes[i]; });
+  }
+  async function setState(state, step) {
+    if (S.labels.state !== state) change(() => {}, state);
+    const n = nextIndex(step); if (n >= 0) await go(n);
+  }
+
+  // ------------------------------------------------------------------ the mouse
+  function point(e) {
+    const r = view.getBoundingClientRect();
+    const x = (e.clientX - r.left - S.view.x) / S.view.k / W(), y = (e.clientY - r.top - S.view.y) / S.view.k / H();
+    return { x: Math.min(1, Math.max(0, x)), y: Math.min(1, Math.max(0, y)) };
+  }
+  view.addEventListener("pointerdown", (e) => {
+    if (!S.labels) return;
+    view.setPointerCapture(e.pointerId);
+    if (S.space || e.button === 1) { S.drag = { mode: "pan", x: e.clientX, y: e.clientY, v: { ...S.view } }; return; }
+    if (e.button !== 0) return;
+    const p = point(e), before = copy(S.labels.boxes);
+    const handle = e.target.dataset && e.target.dataset.handle;
+    const boxEl = e.target.closest && e.target.closest(".box");
+    if (boxEl) {
+      S.sel = +boxEl.dataset.index; renderBoxes();
+      S.drag = { mode: handle || "move", p, b: { ...S.labels.boxes[S.sel] }, before };
+    } else {
+      S.sel = -1;
+      S.drag = { mode: "draw", p, before };
+    }
+    e.preventDefault();
+  });
+  view.addEventListener("pointermove", (e) => {
+    const d = S.drag; if (!d) return;
+    if (d.mode === "pan") { S.view.x = d.v.x + e.clientX - d.x; S.view.y = d.v.y + e.clientY - d.y; applyView(); return; }
+    const p = point(e);
+    if (d.mode === "draw") {
+      const b = { label: S.classes[S.cls], top_x: Math.min(d.p.x, p.x), top_y: Math.min(d.p.y, p.y), bottom_x: Math.max(d.p.x, p.x), bottom_y: Math.max(d.p.y, p.y) };
+      if (d.index === undefined) { d.index = S.labels.boxes.length; S.labels.boxes.push(b); } else S.labels.boxes[d.index] = b;
+      S.sel = d.index; renderBoxes(); return;
+    }
+    const b = { ...d.b }, dx = p.x - d.p.x, dy = p.y - d.p.y;
+    if (d.mode === "move") {
+      const w = b.bottom_x - b.top_x, h = b.bottom_y - b.top_y;
+      b.top_x = Math.min(1 - w, Math.max(0, b.top_x + dx)); b.top_y = Math.min(1 - h, Math.max(0, b.top_y + dy));
+      b.bottom_x = b.top_x + w; b.bottom_y = b.top_y + h;
+    } else {
+      if (d.mode.includes("w")) b.top_x = Math.min(b.bottom_x - 0.001, Math.max(0, b.top_x + dx));
+      if (d.mode.includes("e")) b.bottom_x = Math.max(b.top_x + 0.001, Math.min(1, b.bottom_x + dx));
+      if (d.mode.includes("n")) b.top_y = Math.min(b.bottom_y - 0.001, Math.max(0, b.top_y + dy));
+      if (d.mode.includes("s")) b.bottom_y = Math.max(b.top_y + 0.001, Math.min(1, b.bottom_y + dy));
+    }
+    S.labels.boxes[S.sel] = b; renderBoxes();
+  });
+  view.addEventListener("pointerup", () => {
+    const d = S.drag; S.drag = null; if (!d || d.mode === "pan") return;
+    if (d.mode === "draw") {
+      if (d.index === undefined) { renderBoxes(); return; }
+      const b = S.labels.boxes[d.index];
+      if ((b.bottom_x - b.top_x) * W() < 3 || (b.bottom_y - b.top_y) * H() < 3) { S.labels.boxes.splice(d.index, 1); S.sel = -1; renderBoxes(); return; }
+    }
+    if (JSON.stringify(d.before) === JSON.stringify(S.labels.boxes)) return;
+    const after = copy(S.labels.boxes); S.labels.boxes = d.before;
+    change(() => { S.labels.boxes = after; });
+  });
+  view.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const r = view.getBoundingClientRect(), mx = e.clientX - r.left, my = e.clientY - r.top;
+    const k = Math.min(40, Math.max(0.05, S.view.k * (e.deltaY < 0 ? 1.2 : 1 / 1.2)));
+    S.view.x = mx - (mx - S.view.x) * k / S.view.k; S.view.y = my - (my - S.view.y) * k / S.view.k; S.view.k = k; applyView();
+  }, { passive: false });
+
+  // ------------------------------------------------------------------ the keyboard
+  document.addEventListener("keydown", (e) => {
+    if (e.target.tagName === "SELECT" || e.target.tagName === "INPUT") return;
+    const key = e.key.toLowerCase();
+    if ((e.ctrlKey || e.metaKey) && key === "z") { e.preventDefault(); e.shiftKey ? restore(S.redo, S.undo) : restore(S.undo, S.redo); return; }
+    if ((e.ctrlKey || e.metaKey) && key === "y") { e.preventDefault(); restore(S.redo, S.undo); return; }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (/^[1-9]$/.test(e.key)) pickClass(+e.key - 1);
+    else if (key === "delete" || key === "backspace") removeSelected();
+    else if (key === "n" || key === "arrowright") go(nextIndex(1));
+    else if (key === "p" || key === "arrowleft") go(nextIndex(-1));
+    else if (key === "k") setState("skipped", 1);
+    else if (key === "enter") setState("labeled", 1);
+    else if (key === "f") fit();
+    else if (key === "escape") { S.sel = -1; renderBoxes(); }
+    else if (key === "+" || key === "=" || key === "-") { S.view.k *= key === "-" ? 1 / 1.25 : 1.25; applyView(); }
+    else if (key === " ") { S.space = true; view.classList.add("panning"); }
+    else return;
+    e.preventDefault();
+  });
+  document.addEventListener("keyup", (e) => { if (e.key === " ") { S.space = false; view.classList.remove("panning"); } });
+
+  $("prev").onclick = () => go(nextIndex(-1));
+  $("next").onclick = () => go(nextIndex(1));
+  $("skip").onclick = () => setState("skipped", 1);
+  $("done").onclick = () => setState("labeled", 1);
+  $("undo").onclick = () => restore(S.undo, S.redo);
+  $("redo").onclick = () => restore(S.redo, S.undo);
+  $("fit").onclick = fit;
+  $("filter").onchange = (e) => { S.filter = e.target.value; renderImages(); };
+  $("export").onclick = async () => {
+    status("Exporting…");
+    const r = await api("export", { method: "POST", body: {} });
+    status(r.status === 200 ? r.data.message : "Export failed: " + (r.data.error || {}).message, r.status !== 200);
+  };
+  window.addEventListener("resize", () => S.labels && fit());
+
+  // ------------------------------------------------------------------ start
+  (async () => {
+    const [p, list] = await Promise.all([api("project"), api("images")]);
+    if (p.status !== 200) { status(p.data.error ? p.data.error.message : "no access", true); return; }
+    S.classes = p.data.classes; $("project").textContent = p.data.name;
+    $("instructions").textContent = p.data.instructions || "";
+    $("export").hidden = !p.data.can_export;
+    S.ids = list.data.ids; S.names = list.data.names; S.states = list.data.states.split(""); S.counts = list.data.boxes;
+    renderClasses(); renderChart(p.data.progress); renderImages();
+    const first = S.states.indexOf("u");
+    await go(first >= 0 ? first : 0);
+  })();
+})();
