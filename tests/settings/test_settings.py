@@ -1,6 +1,6 @@
 """Typed training and deployment settings: ranges, rules, distributions, error messages.
 
-No azure-ai-ml here: ``tests/test_azure_jobs.py`` checks the wire form against the real SDK.
+No azure-ai-ml here: ``tests/backends/azure/test_azure_jobs.py`` checks the wire form against the real SDK.
 """
 
 from __future__ import annotations

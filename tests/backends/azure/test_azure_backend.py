@@ -34,7 +34,7 @@ from detectkit.errors import (
 from detectkit.resources import RunStatus
 from detectkit.synthetic import make_dataset
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[2]))
 from azure_replay import (
     PRIMARY_KEY,
     RESOURCE_GROUP,

@@ -44,7 +44,7 @@ from detectkit.settings.request import (
     Uniform,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "azure"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "azure"
 FRIDGE_YAML = FIXTURES / "fridge-sweep.yml"
 TRAIN = "data/training-mltable-folder"
 VALID = "data/validation-mltable-folder"
