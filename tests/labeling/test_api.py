@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -135,6 +136,64 @@ def test_kill_9_during_a_burst_of_saves_leaves_old_or_new(
     image = project.store.entries[0].id
     raw = json.loads((folder / "labels" / f"{image}.json").read_text())  # never torn
     assert raw["revision"] > 1
+    assert len(raw["boxes"]) == 1 + (raw["revision"] - 1) % 50
+    project.refresh()
+    assert project.store.labels(image).revision == raw["revision"]
+
+
+def test_kill_9_of_the_server_during_a_burst_of_http_saves_leaves_old_or_new(
+    project: LabelingProject,
+) -> None:
+    import http.client
+
+    folder = project.store.folder
+    script = textwrap.dedent(
+        f"""
+        from detectkit.labeling.server import LabelingServer
+        from detectkit.labeling.sources import FolderSource
+        from detectkit.labeling.store import LabelingStore
+        store = LabelingStore.open({str(folder)!r}, FolderSource({project.store.info["folder"]!r}))
+        server = LabelingServer(store, token="t0ken")
+        print(server.port, store.entries[0].id, flush=True)
+        server.run()
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    port_text, image = proc.stdout.readline().decode().split()
+    saved: list[int] = []
+    errors: list[BaseException] = []
+
+    def burst() -> None:
+        revision = 0
+        conn = http.client.HTTPConnection("127.0.0.1", int(port_text), timeout=5)
+        try:
+            while True:
+                boxes = [dict(BOX, top_x=(revision % 100) / 1000)] * (1 + revision % 50)
+                body = json.dumps({"revision": revision, "state": "labeled", "boxes": boxes})
+                headers = {"X-Detectkit-Token": "t0ken", "Content-Type": "application/json"}
+                conn.request("PUT", f"/api/images/{image}", body, headers)
+                answer = conn.getresponse()
+                assert answer.status == 200, answer.read()
+                revision = json.loads(answer.read())["revision"]
+                saved.append(revision)
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            errors.append(exc)  # the server was killed mid-request: expected
+
+    client = threading.Thread(target=burst)
+    client.start()
+    deadline = time.monotonic() + 10
+    while len(saved) < 20 and time.monotonic() < deadline and client.is_alive():
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    client.join(10)
+    assert len(saved) >= 20, errors
+    assert errors, "the client should have seen the server go away"
+    raw = json.loads((folder / "labels" / f"{image}.json").read_text())  # never torn
+    # the file holds the last answered save, or the one in flight when the server died
+    assert raw["revision"] in (saved[-1], saved[-1] + 1)
     assert len(raw["boxes"]) == 1 + (raw["revision"] - 1) % 50
     project.refresh()
     assert project.store.labels(image).revision == raw["revision"]
