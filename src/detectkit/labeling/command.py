@@ -1,7 +1,8 @@
 """``detectkit label DATA``: label a folder of images (or a labeled data set) in the browser.
 
-The lead wires :func:`add_parser` and :func:`run` into detectkit's command line. The labeling
-project lives in a local project (``--project``, default ``detectkit-project``), named after
+:mod:`detectkit.cli.label` adds :func:`add_parser` and :func:`run` to detectkit's command
+line. The labeling project lives in a local project (``--local DIR``, default
+``$DETECTKIT_PROJECT``, else ``detectkit-project``), named after
 DATA (``--name``); running the command again on the same DATA reopens it. ``--in-place``
 writes the labels back into DATA's own COCO or Azure ML JSONL file, atomically, after saves
 and on exit; otherwise export from the page (or ``project.labeling.get(name).export()``).
@@ -31,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "label",
         help="label images in a local page (127.0.0.1, with an access token)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="Label a folder of images (or a labeled data set) in the browser: a page on "
+        "127.0.0.1 with an access token in its URL; every change is saved as it is made.",
     )
     parser.add_argument("data", metavar="DATA", help="a folder of images or a labeled data set")
     parser.add_argument("--classes", help="class names, comma separated (a,b,c)")
