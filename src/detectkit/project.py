@@ -89,6 +89,10 @@ class Runs:
         """A handle on the run called ``name``."""
         return DetectionRun(self._backend, self._backend.get_run(name))
 
+    def list(self) -> list[DetectionRun]:
+        """Handles on the training runs (not their trials), newest first."""
+        return [DetectionRun(self._backend, info) for info in self._backend.list_runs()]
+
 
 class Models:
     """``project.models``: the model registry."""

@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from detectkit.errors import InvalidInputError, OperationTimeoutError, RunFailedError
+from detectkit.errors import (
+    ConflictError,
+    InvalidInputError,
+    OperationTimeoutError,
+    RunFailedError,
+)
 from detectkit.scoring.request import encode_request, image_list, image_sizes
 from detectkit.scoring.response import parse_response
 
@@ -190,6 +195,21 @@ class RegisteredModel:
         """Fetch the record again; returns ``self``."""
         self._info = self._backend.get_model(self.name, self.version)
         return self
+
+    def download(self, directory: str | os.PathLike[str]) -> Path:
+        """Download this version's MLflow model folder (``MLmodel`` and its files) into
+        ``directory``; returns ``directory``.
+
+        Raises:
+            ConflictError: ``directory`` exists and is not empty.
+        """
+        target = Path(directory)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise ConflictError(
+                f"{target} already exists and is not an empty folder; pass another directory "
+                "or remove it"
+            )
+        return self._backend.download_registered_model(self.name, self.version, target)
 
 
 class Endpoint:

@@ -56,6 +56,14 @@ def test_train_register_deploy_predict(tmp_path: Path, capsys: pytest.CaptureFix
     assert (model["name"], model["version"]) == ("cards-detector", "1")
     assert [m["version"] for m in cli(capsys, "models", "list", "cards-detector", *local)] == ["1"]
 
+    listed = cli(capsys, "runs", "list", *local)
+    assert [r["name"] for r in listed] == [run["name"]]  # the parent run, not its trial
+    assert listed[0]["status"] == "Completed"
+    downloaded = cli(capsys, "models", "download", "cards-detector:1", str(tmp_path / "dl"), *local)
+    assert (Path(downloaded["path"]) / "MLmodel").is_file()
+    assert main(["models", "download", "cards-detector", str(tmp_path / "dl"), *local]) != 0
+    assert "already exists" in capsys.readouterr().err
+
     endpoint = cli(capsys, "deploy", "cards-detector:1", "cards-ep", *local)
     try:
         assert endpoint["state"] == "Succeeded"

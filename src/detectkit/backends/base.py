@@ -86,6 +86,10 @@ class Backend(Protocol):
         """Current state of a run."""
         ...
 
+    def list_runs(self) -> list[RunInfo]:
+        """Training runs (sweep parents, not their trials), newest first."""
+        ...
+
     def cancel_run(self, name: str) -> None:
         """Ask for a run to be cancelled."""
         ...
@@ -119,6 +123,10 @@ class Backend(Protocol):
 
     def list_models(self, name: str | None = None) -> list[ModelInfo]:
         """Model versions (of one name, or the latest of every name)."""
+        ...
+
+    def download_registered_model(self, name: str, version: str | None, directory: Path) -> Path:
+        """Download a model version's MLflow folder into ``directory``; returns its path."""
         ...
 
     # endpoints -----------------------------------------------------------------

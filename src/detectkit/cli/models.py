@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from detectkit.cli._common import (
-    UsageError,
     add_backend_options,
     emit,
     examples,
@@ -93,13 +92,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     name, _, version = args.ref.removeprefix("azureml:").partition(":")
     model = open_project(args).models.get(name, version or None)
-    download = getattr(model, "download", None)
-    if download is None:
-        raise UsageError(
-            "models download needs RegisteredModel.download(directory), which this version of "
-            "detectkit lacks; download the run's model with the Python API: "
-            "project.runs.get(RUN).download_model(DIR)"
-        )
-    path = Path(download(args.dir))
+    path = model.download(args.dir)
     emit(args, {**record(model.info), "path": str(path)}, f"downloaded {model.reference} to {path}")
     return 0

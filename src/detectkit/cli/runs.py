@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from detectkit.cli._common import (
-    UsageError,
     add_backend_options,
     emit,
     examples,
@@ -76,14 +75,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    project = open_project(args)
-    lister = getattr(project.runs, "list", None)
-    if lister is None:
-        raise UsageError(
-            "runs list needs Project.runs.list(), which this version of detectkit lacks; "
-            "use `detectkit runs show RUN`"
-        )
-    rows = [record(r.info) for r in lister()]
+    rows = [record(r.info) for r in open_project(args).runs.list()]
     emit(args, rows, lambda: table(rows, ["name", "status", "experiment", "created_at"]))
     return 0
 

@@ -122,7 +122,9 @@ class Limits(BaseModel):
 
     ``max_concurrent_trials`` larger than ``max_trials`` is an error rather than silently
     capped: at most ``max_trials`` trials can ever run. ``timeout_minutes`` ``None`` means the
-    service default (7 days). ``trial_timeout_minutes`` is honoured by the local backend; Azure
+    service default (7 days). Only the fields a caller sets are sent to Azure (as
+    ``load_job`` does); the service defaults for the others are one trial, one at a time,
+    the same numbers these fields default to, which the local backend reads. ``trial_timeout_minutes`` is honoured by the local backend; Azure
     AutoML image jobs have no per-trial timeout and the Azure backend rejects it.
     """
 

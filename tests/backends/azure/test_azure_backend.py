@@ -31,7 +31,7 @@ from detectkit.errors import (
     QuotaError,
     RunFailedError,
 )
-from detectkit.resources import RunStatus
+from detectkit.resources import DetectionRun, RunStatus
 from detectkit.synthetic import make_dataset
 
 sys.path.insert(0, str(Path(__file__).parents[2]))
@@ -441,6 +441,16 @@ def test_failed_run_carries_the_job_error(project: Any, transport: ReplayTranspo
     assert "MLTable input is invalid" in run.info.error
     with pytest.raises(RunFailedError, match="MLTable input is invalid"):
         run.wait(progress=False, poll_interval=0)
+
+
+def test_list_runs_maps_each_job(project: Any, transport: ReplayTransport) -> None:
+    transport.add("GET", r"/jobs$", body={"value": [fixture("job_automl_od")]})
+    (run,) = project.runs.list()
+    assert isinstance(run, DetectionRun)
+    assert (run.name, run.status) == ("sweep_job_1", RunStatus.RUNNING)
+    assert run.info.experiment == "cards"
+    assert run.info.display_name == "cards-sweep"
+    transport.one("GET", r"/jobs$")
 
 
 def test_missing_job_is_not_found(project: Any, transport: ReplayTransport) -> None:

@@ -209,7 +209,8 @@ def test_single_model_automode_and_model_shorthand(aml: ModuleType) -> None:
         "modelSize": "ExtraLarge",
         "validationMetricType": "CocoVoc",
     }
-    assert details["trainingData"] == {"uri": "azureml:fridge:3", "jobInputType": "mltable"}
+    assert details["trainingData"] == {"uri": "fridge:3", "jobInputType": "mltable"}
+    assert details["limitSettings"] == {}  # nothing set: the service defaults apply
     assert details["validationDataSize"] == 0.25
     assert "sweepSettings" not in details
     assert "searchSpace" not in details
@@ -217,7 +218,7 @@ def test_single_model_automode_and_model_shorthand(aml: ModuleType) -> None:
     automode = task(
         build_job(TrainingRequest.build("fridge@latest", compute="gpu", limits={"max_trials": 10}))
     )
-    assert automode["limitSettings"] == {"maxConcurrentTrials": 1, "maxTrials": 10}
+    assert automode["limitSettings"] == {"maxTrials": 10}
     assert "modelSettings" not in automode
     assert "searchSpace" not in automode
 

@@ -207,6 +207,12 @@ class AzureBackend:
             job = self.ml_client.jobs.get(name)
         return self._run_info(job)
 
+    def list_runs(self) -> list[RunInfo]:
+        """The workspace's jobs (pipeline children excluded by the service), newest first."""
+        with boundary("jobs", self.workspace):
+            runs = [self._run_info(job) for job in self.ml_client.jobs.list()]
+        return sorted(runs, key=lambda r: r.created_at.timestamp() if r.created_at else 0.0)[::-1]
+
     def cancel_run(self, name: str) -> None:
         """Ask Azure ML to cancel the job (returns once the request is accepted)."""
         with boundary("job", name):
@@ -281,6 +287,28 @@ class AzureBackend:
         return target
 
     # ================================================================== models
+    def download_registered_model(self, name: str, version: str | None, directory: Path) -> Path:
+        """Download model ``name:version``'s files; the folder holding ``MLmodel`` becomes
+        ``directory`` (Azure writes ``<name>/<folder>/`` under the download path)."""
+        if directory.exists() and any(directory.iterdir()):
+            raise ConflictError(
+                f"{directory} already exists and is not empty; pass another directory or remove it"
+            )
+        version = version or self.get_model(name).version
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
+            with boundary("model", asset_ref(name, version)):
+                self.ml_client.models.download(name, version, download_path=tmp)
+            found = sorted(Path(tmp).rglob("MLmodel"), key=lambda p: len(p.parts))
+            if not found:
+                raise NotFoundError(
+                    f"model {name}:{version} has no MLmodel file; it is not an MLflow model "
+                    "(register one with project.models.register(run, name))"
+                )
+            for item in found[0].parent.iterdir():
+                shutil.move(str(item), directory / item.name)
+        return directory
+
     def register_model(
         self, source: ModelSource, name: str, *, version: str | None, description: str | None
     ) -> ModelInfo:

@@ -91,6 +91,17 @@ def data_input_path(ref: str, field: str = "training_data") -> str:
     )
 
 
+def _asset_path(path: str) -> str:
+    """A data asset reference as ``load_job`` writes it: ``azureml:name:1`` -> ``name:1``.
+
+    azure-ai-ml resolves ``name:version`` and ``name@latest`` to the asset at submission
+    either way; URIs (``azureml://...``) and folders are kept as they are.
+    """
+    if path.startswith("azureml:") and not path.startswith("azureml://"):
+        return path.removeprefix("azureml:")
+    return path
+
+
 def _distribution(value: object) -> Any:
     """A detectkit distribution as the azure-ai-ml sweep object (scalars pass through)."""
     from azure.ai.ml import sweep
@@ -186,10 +197,12 @@ def build_job(
     from azure.ai.ml import Input, automl
 
     job: ImageObjectDetectionJob = automl.image_object_detection(
-        training_data=Input(type="mltable", path=training),
+        training_data=Input(type="mltable", path=_asset_path(training)),
         target_column_name=request.target_column_name,
         primary_metric=request.primary_metric,
-        validation_data=None if validation is None else Input(type="mltable", path=validation),
+        validation_data=None
+        if validation is None
+        else Input(type="mltable", path=_asset_path(validation)),
         validation_data_size=request.validation_size,
         compute=request.compute.removeprefix("azureml:"),
         experiment_name=request.experiment,
@@ -198,12 +211,14 @@ def build_job(
         tags=tags,
         **({"log_verbosity": log_verbosity} if log_verbosity else {}),
     )
-    limits = request.limits
-    job.set_limits(
-        max_trials=limits.max_trials,
-        max_concurrent_trials=limits.max_concurrent_trials,
-        timeout_minutes=limits.timeout_minutes,
+    # only what the user set, as load_job does: the service applies its own defaults
+    given = request.limits.model_dump(
+        include={"max_trials", "max_concurrent_trials", "timeout_minutes"},
+        exclude_unset=True,
+        exclude_none=True,
     )
+    if given:
+        job.set_limits(**given)
     if request.sweep is not None:
         job.set_sweep(
             sampling_algorithm=request.sweep.sampling_algorithm,

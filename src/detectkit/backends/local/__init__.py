@@ -254,6 +254,10 @@ class LocalBackend:
         """A run (parent or trial) by MLflow run id or run name."""
         return self.runs.get_run(name)
 
+    def list_runs(self) -> list[RunInfo]:
+        """The training runs (parent runs), newest first."""
+        return self.runs.list_runs()
+
     def cancel_run(self, name: str) -> None:
         """Mark a run that a stopped process left ``Running`` as ``Canceled``."""
         self.runs.cancel_run(name)
@@ -288,6 +292,10 @@ class LocalBackend:
     def list_models(self, name: str | None = None) -> list[ModelInfo]:
         """Every version of ``name`` (oldest first), or the latest version of every model."""
         return self.runs.list_models(name)
+
+    def download_registered_model(self, name: str, version: str | None, directory: Path) -> Path:
+        """Copy a registered version's MLflow model folder into ``directory``."""
+        return self.runs.download_registered_model(name, version, directory)
 
     def model_path(self, model: ModelInfo) -> Path:
         """The local MLflow model folder of a registered version."""

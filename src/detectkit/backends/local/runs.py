@@ -95,6 +95,16 @@ class LocalRuns:
             },
         )
 
+    def list_runs(self) -> list[RunInfo]:
+        """The training runs (parent runs, not their trials) of every experiment, newest first."""
+        client = self.client
+        with mlflow_errors("runs", str(self.root)):
+            ids = [e.experiment_id for e in client.search_experiments()]
+            found = client.search_runs(ids, max_results=10_000) if ids else []
+        parents = [r for r in found if not r.data.tags.get("mlflow.parentRunId")]
+        parents.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id), reverse=True)
+        return [self.get_run(r.info.run_id) for r in parents]
+
     def cancel_run(self, name: str) -> None:
         """Mark a run that a stopped process left ``Running`` as ``Canceled``.
 
@@ -267,6 +277,26 @@ class LocalRuns:
             if v.name not in latest or int(v.version) > int(latest[v.name].version):
                 latest[v.name] = v
         return [model_info(latest[k]) for k in sorted(latest)]
+
+    def download_registered_model(self, name: str, version: str | None, directory: Path) -> Path:
+        """Copy model ``name:version``'s MLflow folder (with ``MLmodel``) into ``directory``.
+
+        Raises:
+            ConflictError: ``directory`` exists and is not empty.
+            NotFoundError: No such model or version, or its folder is gone.
+        """
+        source = self.model_path(self.get_model(name, version))
+        if not (source / "MLmodel").is_file():
+            raise NotFoundError(
+                f"model {name}:{version or 'latest'}: its MLflow folder {source} has no MLmodel "
+                "file (was it removed?); register the model again"
+            )
+        if directory.exists() and any(directory.iterdir()):
+            raise ConflictError(
+                f"{directory} already exists and is not empty; pass another directory or remove it"
+            )
+        shutil.copytree(source, directory, dirs_exist_ok=True)
+        return directory
 
     def model_path(self, model: ModelInfo) -> Path:
         """The local MLflow model folder of a registered version."""
