@@ -118,3 +118,25 @@ def test_broken_files(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(InvalidSettingsError, match=message):
         read_job_yaml(path)
+
+
+def test_submitting_a_job_file_keeps_its_name_description_tags_and_log_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (JOBS / "single-yolov5.yml").read_text(encoding="utf-8")
+    text += "name: fridge-single-1\ndescription: one yolov5 trial\nlog_verbosity: debug\n"
+    (tmp_path / "job.yml").write_text(text, encoding="utf-8")
+    transport = ReplayTransport()
+    transport.add("GET", r"/workspaces/ws-detectkit$", fixture_name="workspace")
+    transport.add("GET", r"/data/fridge-items/versions/3$", fixture_name="data_version")
+    transport.add("GET", r"/computes/gpu-cluster$", status=404, body={"error": {"code": "x"}})
+    transport.add("PUT", r"/jobs/fridge-single-1$", fixture_name="job_automl_od")
+    options = {"credential": FakeCredential(), "transport": transport, "enable_telemetry": False}
+    argv = ["train", "-f", str(tmp_path / "job.yml"), "--json", *AZURE]
+    code = main([*argv, "--workspace-name", WORKSPACE], azure_options=options)
+    assert code == 0, capsys.readouterr().err
+    body = transport.one("PUT", r"/jobs/fridge-single-1$").json()["properties"]
+    assert body["description"] == "one yolov5 trial"
+    assert body["tags"] == {"team": "vision"}
+    assert body["taskDetails"]["logVerbosity"] == "Debug"
+    assert json.loads(capsys.readouterr().out)["name"] == "sweep_job_1"

@@ -78,8 +78,17 @@ class Backend(Protocol):
         """What would be submitted, without submitting (Azure: the azure-ai-ml job)."""
         ...
 
-    def submit_training(self, request: TrainingRequest) -> RunInfo:
-        """Start a training run."""
+    def submit_training(
+        self,
+        request: TrainingRequest,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        log_verbosity: str | None = None,
+    ) -> RunInfo:
+        """Start a training run (``name``, ``description``, ``tags``: the run's own; a
+        ``log_verbosity`` is the AutoML log level, with no meaning locally)."""
         ...
 
     def get_run(self, name: str) -> RunInfo:

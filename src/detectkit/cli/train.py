@@ -159,7 +159,14 @@ def _train_file(args: argparse.Namespace) -> int:
         return 0
     from detectkit.resources import DetectionRun
 
-    run = DetectionRun(project.backend, project.backend.submit_training(request))
+    info = project.backend.submit_training(
+        request,
+        name=spec.name,
+        description=spec.description,
+        tags=spec.tags or None,
+        log_verbosity=spec.log_verbosity,
+    )
+    run = DetectionRun(project.backend, info)
     _print_run(args, run)
     return 0
 

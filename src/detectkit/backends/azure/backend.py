@@ -194,9 +194,25 @@ class AzureBackend:
             )
         return build_job(request)
 
-    def submit_training(self, request: TrainingRequest) -> RunInfo:
-        """Submit the AutoML object detection job; returns its first state."""
-        job = self.plan_training(request)
+    def submit_training(
+        self,
+        request: TrainingRequest,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        log_verbosity: str | None = None,
+    ) -> RunInfo:
+        """Submit the AutoML object detection job (with a job YAML's own name, description,
+        tags and log level); returns its first state."""
+        self.plan_training(request)  # the compute check
+        job = build_job(
+            request,
+            name=name,
+            description=description,
+            tags=dict(tags) if tags else None,
+            log_verbosity=log_verbosity,  # type: ignore[arg-type]
+        )
         with boundary("training job for", request.training_data):
             created = self.ml_client.jobs.create_or_update(job)
         return self._run_info(created)

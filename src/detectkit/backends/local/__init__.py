@@ -170,8 +170,19 @@ class LocalBackend:
             request, trials, device, request.experiment or DEFAULT_EXPERIMENT, self.tracking_uri
         )
 
-    def submit_training(self, request: TrainingRequest) -> RunInfo:
+    def submit_training(
+        self,
+        request: TrainingRequest,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        log_verbosity: str | None = None,
+    ) -> RunInfo:
         """Train now, in this process, and return the finished run.
+
+        ``name`` becomes the MLflow run name, ``description`` its note and ``tags`` its tags;
+        ``log_verbosity`` (an AutoML log level) has no meaning here and is ignored.
 
         The validation set is ``request.validation_data``, or a seeded stratified
         ``validation_size`` share (default 0.2) of the training data
@@ -191,7 +202,10 @@ class LocalBackend:
         with mlflow_errors("training run"):
             parent = client.create_run(
                 experiment_id,
+                run_name=name,
                 tags={
+                    **(dict(tags) if tags else {}),
+                    **({"mlflow.note.content": description} if description else {}),
                     "detectkit.backend": "local",
                     "detectkit.mode": request.mode,
                     "detectkit.training_data": request.training_data,
