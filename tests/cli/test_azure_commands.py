@@ -17,8 +17,10 @@ from azure_replay import (
     RESOURCE_GROUP,
     SUBSCRIPTION,
     WORKSPACE,
+    Answer,
     FakeCredential,
     ReplayTransport,
+    fixture,
 )
 
 EP = r"/onlineEndpoints/cards-ep"
@@ -181,3 +183,33 @@ def test_help_has_examples(group: str, capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "examples:\n  detectkit " + group.split()[0] in out
     assert "--local DIR" in out and "--workspace" in out
+
+
+def test_deploy_creates_the_endpoint_and_routes_all_traffic(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    transport = ReplayTransport()
+    transport.add("GET", r"/workspaces/ws-detectkit$", fixture_name="workspace")
+    deployment = fixture("online_deployment")
+    transport.add("GET", r"/models/cards-model/versions/1$", fixture_name="model_version")
+    transport.add(
+        "GET",
+        EP + "$",
+        Answer(404, {"error": {"code": "NotFound", "message": "endpoint not found"}}),
+        Answer(200, fixture("online_endpoint")),
+    )
+    transport.add("PUT", EP + "$", fixture_name="online_endpoint")
+    transport.add("PUT", EP + "/deployments/blue$", body=deployment)
+    transport.add("GET", EP + "/deployments/blue$", body=deployment)
+    transport.add("GET", EP + "/deployments$", fixture_name="online_deployments_list")
+    transport.add("POST", EP + "/listKeys$", fixture_name="endpoint_keys")
+    argv = ["deploy", "cards-model:1", "cards-ep", "--deployment", "blue"]
+    code, out, err = run(transport, capsys, *argv, "--instance-type", "Standard_DS3_v2", "--json")
+    assert code == 0, err
+    puts = [r for r in transport.requests if r.method == "PUT"]
+    assert [p.path.rsplit("/", 1)[-1] for p in puts] == ["cards-ep", "blue", "cards-ep"]
+    assert puts[1].json()["properties"]["instanceType"] == "Standard_DS3_v2"
+    assert puts[-1].json()["properties"]["traffic"] == {"blue": 100}
+    shown = json.loads(out)
+    assert shown["name"] == "cards-ep"
+    assert PRIMARY_KEY not in out
