@@ -25,6 +25,7 @@ __all__ = [
     "UsageError",
     "add_backend_options",
     "add_json_option",
+    "command_group",
     "emit",
     "examples",
     "exit_code",
@@ -45,6 +46,22 @@ AZURE_OPTIONS: dict[str, Any] = {}
 
 class UsageError(DetectkitError):
     """The command line itself is wrong (exit code 2)."""
+
+
+def command_group(sub: Any, name: str, *, help: str, description: str) -> tuple[Any, Any]:
+    """Add a command group (``detectkit NAME ACTION``): ``(its parser, its sub-parsers)``.
+
+    The group alone prints its help and exits with 2 (a usage error).
+    """
+    group = sub.add_parser(name, help=help, description=description)
+    actions = group.add_subparsers(title=f"{name} commands", metavar="ACTION")
+
+    def _help(_args: argparse.Namespace) -> int:
+        group.print_help()
+        return 2
+
+    group.set_defaults(func=_help)
+    return group, actions
 
 
 def examples(*lines: str) -> str:

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detectkit.cli._common import add_backend_options, emit, examples, open_project, record, table
+from detectkit.cli._common import (
+    add_backend_options,
+    command_group,
+    emit,
+    examples,
+    open_project,
+    record,
+    table,
+)
 from detectkit.formats import FORMATS
 
 if TYPE_CHECKING:
@@ -20,20 +28,14 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any) -> None:
     """Add the ``dataset`` group to the top-level subparsers."""
-    ds = sub.add_parser(
+    _, ds_sub = command_group(
+        sub,
         "dataset",
         help="convert, inspect, validate and split data sets; create and list data assets",
         description="Work with labeled data sets in Azure ML JSONL/MLTable, COCO, Pascal VOC "
         "or YOLO format (recognised automatically unless --from is given), and with the data "
         "assets of a backend.",
     )
-    ds_sub = ds.add_subparsers(title="dataset commands", metavar="ACTION")
-
-    def _dataset_help(_args: argparse.Namespace) -> int:
-        ds.print_help()
-        return 2
-
-    ds.set_defaults(func=_dataset_help)
     _file_commands(ds_sub)
 
     create = ds_sub.add_parser(

@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from detectkit.cli._common import add_backend_options, emit, examples, open_project, record, table
+from detectkit.cli._common import (
+    add_backend_options,
+    command_group,
+    emit,
+    examples,
+    open_project,
+    record,
+    table,
+)
 
 __all__ = ["add_parser"]
 
@@ -34,18 +42,12 @@ def add_parser(sub: Any) -> None:
     add_backend_options(deploy)
     deploy.set_defaults(func=_cmd_deploy)
 
-    endpoints = sub.add_parser(
+    _, ep_sub = command_group(
+        sub,
         "endpoints",
         help="list, show, read logs of and delete online endpoints",
         description="Online endpoints of the chosen backend.",
     )
-    ep_sub = endpoints.add_subparsers(title="endpoints commands", metavar="ACTION")
-
-    def _help(_args: argparse.Namespace) -> int:
-        endpoints.print_help()
-        return 2
-
-    endpoints.set_defaults(func=_help)
     listing = ep_sub.add_parser(
         "list",
         help="list endpoints",

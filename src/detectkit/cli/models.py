@@ -8,6 +8,7 @@ from typing import Any
 
 from detectkit.cli._common import (
     add_backend_options,
+    command_group,
     emit,
     examples,
     open_project,
@@ -20,18 +21,12 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any) -> None:
     """Add the ``models`` group."""
-    models = sub.add_parser(
+    _, models_sub = command_group(
+        sub,
         "models",
         help="register, list and download models (az ml model create/list/download)",
         description="The model registry of the chosen backend.",
     )
-    models_sub = models.add_subparsers(title="models commands", metavar="ACTION")
-
-    def _help(_args: argparse.Namespace) -> int:
-        models.print_help()
-        return 2
-
-    models.set_defaults(func=_help)
     fmt = argparse.RawDescriptionHelpFormatter
     register = models_sub.add_parser(
         "register",

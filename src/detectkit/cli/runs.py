@@ -7,6 +7,7 @@ from typing import Any
 
 from detectkit.cli._common import (
     add_backend_options,
+    command_group,
     emit,
     examples,
     open_project,
@@ -19,18 +20,12 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any) -> None:
     """Add the ``runs`` group."""
-    runs = sub.add_parser(
+    _, runs_sub = command_group(
+        sub,
         "runs",
         help="follow training runs (az ml job list/show/stream/cancel)",
         description="List, show, wait for and cancel training runs.",
     )
-    runs_sub = runs.add_subparsers(title="runs commands", metavar="ACTION")
-
-    def _help(_args: argparse.Namespace) -> int:
-        runs.print_help()
-        return 2
-
-    runs.set_defaults(func=_help)
     fmt = argparse.RawDescriptionHelpFormatter
     listing = runs_sub.add_parser(
         "list",
