@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "AuthenticationError": "detectkit.errors",
     "BanditPolicy": "detectkit.settings",
+    "BatchDeploymentSettings": "detectkit.batch",
+    "BatchEndpoint": "detectkit.batch",
+    "BatchScoringJob": "detectkit.batch",
     "Box": "detectkit.boxes",
     "BoxStats": "detectkit.dataset",
     "Choice": "detectkit.settings",
@@ -58,7 +61,10 @@ _LAZY: dict[str, str] = {
     "Randint": "detectkit.settings",
     "RegisteredModel": "detectkit.resources",
     "RunFailedError": "detectkit.errors",
+    "RunMetadata": "detectkit.settings",
     "RunStatus": "detectkit.resources",
+    "ScoreFailure": "detectkit.records",
+    "ScoreResult": "detectkit.records",
     "SearchSpace": "detectkit.settings",
     "Severity": "detectkit.validation",
     "SweepSettings": "detectkit.settings",
@@ -86,6 +92,9 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "AuthenticationError",
     "BanditPolicy",
+    "BatchDeploymentSettings",
+    "BatchEndpoint",
+    "BatchScoringJob",
     "Box",
     "BoxStats",
     "Choice",
@@ -129,7 +138,10 @@ __all__ = [
     "Randint",
     "RegisteredModel",
     "RunFailedError",
+    "RunMetadata",
     "RunStatus",
+    "ScoreFailure",
+    "ScoreResult",
     "SearchSpace",
     "Severity",
     "SweepSettings",
@@ -156,6 +168,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from detectkit.batch import BatchDeploymentSettings, BatchEndpoint, BatchScoringJob
     from detectkit.boxes import Box
     from detectkit.dataset import (
         BoxStats,
@@ -187,6 +200,7 @@ if TYPE_CHECKING:
     from detectkit.images import image_size
     from detectkit.prediction import Detections, Prediction
     from detectkit.project import Project
+    from detectkit.records import ScoreFailure, ScoreResult
     from detectkit.resources import (
         DatasetAsset,
         DetectionRun,
@@ -212,6 +226,7 @@ if TYPE_CHECKING:
         QNormal,
         QUniform,
         Randint,
+        RunMetadata,
         SearchSpace,
         SweepSettings,
         TrainingParameters,

@@ -296,13 +296,15 @@ class LabeledDataset:
                 empty += 1
             for lbl in {o.label for o in r.objects}:
                 images_per_class[lbl] += 1
+            rw, rh = r.width or 0, r.height or 0
+            sized = 0 < rw < 1e300 and 0 < rh < 1e300  # 10**400 would overflow a float
             for o in r.objects:
                 boxes_per_class[o.label] += 1
                 crowd += o.is_crowd
                 widths.append(o.box.width)
                 heights.append(o.box.height)
-                if r.width and r.height:
-                    pw, ph = o.box.width * r.width, o.box.height * r.height
+                if sized:
+                    pw, ph = o.box.width * rw, o.box.height * rh
                     pixel_areas.append(pw * ph)
                     if ph > 0:
                         aspects.append(pw / ph)

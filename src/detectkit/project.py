@@ -13,20 +13,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from detectkit.backends.base import Backend, ModelSource
+from detectkit.accessors import Datasets, Endpoints, Models, Runs
+from detectkit.backends.base import Backend
+from detectkit.batch import BatchDeploymentSettings, BatchEndpoint, BatchEndpoints
 from detectkit.errors import InvalidInputError, NotFoundError
 from detectkit.labeling.project import Labeling
-from detectkit.records import check_name
+from detectkit.records import ScoreResult
 from detectkit.resources import (
     DatasetAsset,
     DetectionRun,
     Endpoint,
     RegisteredModel,
-    Trial,
 )
 from detectkit.settings.request import (
     DeploymentSettings,
     Limits,
+    RunMetadata,
     SearchSpace,
     SweepSettings,
     TrainingParameters,
@@ -37,123 +39,6 @@ if TYPE_CHECKING:
     from detectkit.dataset import LabeledDataset
 
 __all__ = ["Datasets", "Endpoints", "Models", "Project", "Runs"]
-
-
-class Datasets:
-    """``project.datasets``: labeled data assets."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-
-    def create(
-        self,
-        name: str,
-        dataset: LabeledDataset,
-        *,
-        version: str | None = None,
-        description: str | None = None,
-    ) -> DatasetAsset:
-        """Upload the images and JSONL + ``MLTable`` annotations as a data asset.
-
-        The data set is validated first: a data set with errors is refused before anything is
-        uploaded (fix it, or keep only the valid records with ``errors="collect"`` when reading).
-        """
-        check_name(name, "name")
-        if version is not None:
-            check_name(version, "version")
-        if len(dataset) == 0:
-            raise InvalidInputError(f"dataset: expected at least one image for {name!r}, got none")
-        report = dataset.validate(check_images=True)
-        if not report.ok:
-            raise InvalidInputError(
-                f"dataset {name!r} has problems; nothing was uploaded:\n{report.to_text(limit=10)}"
-            )
-        return self._backend.create_dataset(name, dataset, version=version, description=description)
-
-    def get(self, name: str, version: str | None = None) -> DatasetAsset:
-        """A data asset (latest version by default)."""
-        return self._backend.get_dataset(name, version)
-
-    def list(self) -> list[DatasetAsset]:
-        """Every data asset."""
-        return self._backend.list_datasets()
-
-
-class Runs:
-    """``project.runs``: training runs."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-
-    def get(self, name: str) -> DetectionRun:
-        """A handle on the run called ``name``."""
-        return DetectionRun(self._backend, self._backend.get_run(name))
-
-    def list(self) -> list[DetectionRun]:
-        """Handles on the training runs (not their trials), newest first."""
-        return [DetectionRun(self._backend, info) for info in self._backend.list_runs()]
-
-
-class Models:
-    """``project.models``: the model registry."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-
-    def register(
-        self,
-        source: DetectionRun | Trial | str | os.PathLike[str],
-        name: str,
-        *,
-        version: str | None = None,
-        description: str | None = None,
-    ) -> RegisteredModel:
-        """Register a model: a run's best trial, one trial, or a local MLflow model folder."""
-        check_name(name, "name")
-        if version is not None:
-            check_name(version, "version")
-        if isinstance(source, DetectionRun):
-            src = ModelSource(run_name=source.name)
-        elif isinstance(source, Trial):
-            src = ModelSource(trial_name=source.name)
-        elif isinstance(source, str | os.PathLike):
-            path = Path(source)
-            if not (path / "MLmodel").is_file():
-                raise NotFoundError(
-                    f"{path}: not an MLflow model folder (no MLmodel file); pass a run, a trial, "
-                    "or the folder that DetectionRun.download_model() wrote"
-                )
-            src = ModelSource(path=path)
-        else:
-            raise InvalidInputError(
-                "source: expected a DetectionRun, a Trial or an MLflow model folder, "
-                f"got {type(source).__name__}"
-            )
-        info = self._backend.register_model(src, name, version=version, description=description)
-        return RegisteredModel(self._backend, info)
-
-    def get(self, name: str, version: str | None = None) -> RegisteredModel:
-        """A model version (latest by default)."""
-        return RegisteredModel(self._backend, self._backend.get_model(name, version))
-
-    def list(self, name: str | None = None) -> list[RegisteredModel]:
-        """Model versions."""
-        return [RegisteredModel(self._backend, m) for m in self._backend.list_models(name)]
-
-
-class Endpoints:
-    """``project.endpoints``: online endpoints."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-
-    def get(self, name: str) -> Endpoint:
-        """A handle on the endpoint called ``name``."""
-        return Endpoint(self._backend, self._backend.get_endpoint(name))
-
-    def list(self) -> list[Endpoint]:
-        """Every endpoint."""
-        return [Endpoint(self._backend, e) for e in self._backend.list_endpoints()]
 
 
 class Project:
@@ -175,6 +60,7 @@ class Project:
         self.runs = Runs(backend)
         self.models = Models(backend)
         self.endpoints = Endpoints(backend)
+        self.batch_endpoints = BatchEndpoints(backend)
 
     @property
     def labeling(self) -> Labeling:
@@ -290,12 +176,20 @@ class Project:
         validation_data: DatasetAsset | str | None = ...,
         validation_size: float | None = ...,
         compute: str | None = ...,
+        instance_type: str | None = ...,
+        instance_count: int | None = ...,
+        job_tier: str | None = ...,
         models: Sequence[str] | None = ...,
         search_space: Sequence[SearchSpace | Mapping[str, Any]] | None = ...,
         sweep: SweepSettings | Mapping[str, Any] | None = ...,
         limits: Limits | Mapping[str, Any] | None = ...,
         training_parameters: TrainingParameters | Mapping[str, Any] | None = ...,
         experiment: str | None = ...,
+        name: str | None = ...,
+        display_name: str | None = ...,
+        description: str | None = ...,
+        tags: Mapping[str, str] | None = ...,
+        log_verbosity: str | None = ...,
         dry_run: Literal[False] = ...,
     ) -> DetectionRun: ...
     @overload
@@ -306,12 +200,20 @@ class Project:
         validation_data: DatasetAsset | str | None = ...,
         validation_size: float | None = ...,
         compute: str | None = ...,
+        instance_type: str | None = ...,
+        instance_count: int | None = ...,
+        job_tier: str | None = ...,
         models: Sequence[str] | None = ...,
         search_space: Sequence[SearchSpace | Mapping[str, Any]] | None = ...,
         sweep: SweepSettings | Mapping[str, Any] | None = ...,
         limits: Limits | Mapping[str, Any] | None = ...,
         training_parameters: TrainingParameters | Mapping[str, Any] | None = ...,
         experiment: str | None = ...,
+        name: str | None = ...,
+        display_name: str | None = ...,
+        description: str | None = ...,
+        tags: Mapping[str, str] | None = ...,
+        log_verbosity: str | None = ...,
         dry_run: Literal[True],
     ) -> object: ...
     def train(
@@ -321,12 +223,20 @@ class Project:
         validation_data: DatasetAsset | str | None = None,
         validation_size: float | None = None,
         compute: str | None = None,
+        instance_type: str | None = None,
+        instance_count: int | None = None,
+        job_tier: str | None = None,
         models: Sequence[str] | None = None,
         search_space: Sequence[SearchSpace | Mapping[str, Any]] | None = None,
         sweep: SweepSettings | Mapping[str, Any] | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
         training_parameters: TrainingParameters | Mapping[str, Any] | None = None,
         experiment: str | None = None,
+        name: str | None = None,
+        display_name: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        log_verbosity: str | None = None,
         dry_run: bool = False,
     ) -> DetectionRun | object:
         """Train object detection models (an AutoML sweep on Azure, torchvision locally).
@@ -340,12 +250,25 @@ class Project:
             validation_data: A validation data asset; or use ``validation_size``.
             validation_size: Fraction of the training data held out for validation.
             compute: Compute cluster name (Azure; ignored locally).
+            instance_type: Serverless compute instead of a cluster (Azure): the VM size, e.g.
+                ``Standard_NC6s_v3``; leave ``compute`` None.
+            instance_count: Serverless compute's node count (service default 1).
+            job_tier: Serverless compute's queue tier: ``spot``, ``basic``, ``standard`` or
+                ``premium``.
             models: Model names to try (shorthand for a search space over models).
             search_space: Conditional search space entries.
             sweep: Sampling algorithm and early termination policy.
             limits: max_trials, max_concurrent_trials, timeout_minutes.
             training_parameters: Fixed hyperparameters.
             experiment: Experiment name.
+            name: The run's (job's) name; Azure generates one when None. Locally the MLflow
+                run name, by which ``project.runs.get`` also finds it.
+            display_name: A free-text name shown in the studio (locally the run name when
+                ``name`` is None).
+            description: The run's description (locally its MLflow note).
+            tags: The run's tags.
+            log_verbosity: AutoML's log level (``debug``, ``info``, ``warning`` ...; service
+                default ``info``); no meaning locally.
             dry_run: Return what would be submitted (Azure: the azure-ai-ml job) without
                 submitting anything.
         """
@@ -355,6 +278,9 @@ class Project:
             validation_data=None if validation_data is None else _data_uri(validation_data),
             validation_size=validation_size,
             compute=compute,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            job_tier=job_tier,
             models=models,
             search_space=search_space,
             sweep=sweep,
@@ -362,9 +288,51 @@ class Project:
             training_parameters=training_parameters,
             experiment=experiment,
         )
+        metadata = RunMetadata.build(
+            name=name,
+            display_name=display_name,
+            description=description,
+            tags=None if tags is None else dict(tags),
+            log_verbosity=log_verbosity,
+        )
         if dry_run:
-            return self._backend.plan_training(request)
-        return DetectionRun(self._backend, self._backend.submit_training(request))
+            return self._backend.plan_training(request, metadata)
+        return DetectionRun(self._backend, self._backend.submit_training(request, metadata))
+
+    def deploy_batch(
+        self,
+        model: RegisteredModel | str,
+        endpoint: str,
+        *,
+        compute: str,
+        deployment: str = "default",
+        instance_count: int = 1,
+        mini_batch_size: int = 10,
+        max_concurrency_per_instance: int = 1,
+        settings: BatchDeploymentSettings | Mapping[str, Any] | None = None,
+    ) -> BatchEndpoint:
+        """Create or update batch endpoint ``endpoint`` with a deployment of the MLflow
+        ``model`` on the compute cluster ``compute``, made its default (Azure ML).
+
+        ``settings`` holds the rest of :class:`~detectkit.BatchDeploymentSettings`
+        (``output_file_name``, ``error_threshold``, retries). Settings out of range raise
+        :class:`~detectkit.InvalidSettingsError`; the local backend raises
+        :class:`~detectkit.InvalidInputError` (use :meth:`score` there).
+        """
+        _check_endpoint_name(endpoint, "endpoint")
+        _check_endpoint_name(deployment, "deployment")
+        resolved = BatchDeploymentSettings.build(
+            settings,
+            compute=compute,
+            instance_count=instance_count,
+            mini_batch_size=mini_batch_size,
+            max_concurrency_per_instance=max_concurrency_per_instance,
+        )
+        if isinstance(model, str):
+            name, _, version = model.partition(":")
+            model = self.models.get(name, version or None)
+        info = self._backend.deploy_batch(model.info, endpoint, deployment, resolved)
+        return BatchEndpoint(self._backend, info)
 
     def deploy(
         self,
@@ -402,6 +370,79 @@ class Project:
         info = self._backend.deploy(model.info, endpoint, deployment, resolved)
         return Endpoint(self._backend, info)
 
+    def score(
+        self,
+        model: RegisteredModel | str | os.PathLike[str],
+        data: str | os.PathLike[str] | DatasetAsset | LabeledDataset | Sequence[str],
+        *,
+        out: str | os.PathLike[str],
+        processes: int | None = None,
+        batch_size: int = 8,
+        resume: bool = False,
+        overwrite: bool = False,
+        runtime: Literal["auto", "torch", "onnx"] = "auto",
+        progress: bool | None = None,
+    ) -> ScoreResult:
+        """Score many images on this machine, with no server, into a batch output file.
+
+        Worker processes (one model copy and one torch thread each) score mini-batches and
+        append ``{"filename", "boxes"}`` lines, the batch endpoint output, to ``out``, one
+        atomic write per mini-batch: a killed run continues with ``resume=True`` and every
+        image ends up in the file exactly once. ``detectkit evaluate`` and
+        :func:`~detectkit.scoring.response.read_predictions` read the file.
+
+        Args:
+            model: A registered model (or ``"name[:version]"``) of the local backend, or an
+                MLflow model folder (which runs locally with either backend).
+            data: A folder of images (searched recursively), an image path, a list of image
+                paths, a :class:`~detectkit.LabeledDataset`, or a data asset (or
+                ``"name[:version]"``) of the local backend.
+            out: The JSON-lines file to write.
+            processes: Worker processes (default: one per CPU, at most 8).
+            batch_size: Images per model call and per append.
+            resume: Skip the images ``out`` already holds (and drop a torn last line).
+            overwrite: Empty ``out`` first.
+            runtime: ``"torch"``, ``"onnx"`` (ONNX Runtime) or ``"auto"``.
+            progress: Show a progress bar (default: when stderr is a terminal).
+
+        Returns:
+            What was scored, skipped and failed (corrupt images, with the reason: they get
+            no line), and the images per second.
+
+        Raises:
+            ConflictError: ``out`` holds lines and neither ``resume`` nor ``overwrite``.
+            InvalidInputError: A bad argument; on Azure, a registered model (use a batch
+                endpoint, or pass its downloaded folder).
+            RunFailedError: A worker died; the lines written stay, resume to continue.
+        """
+        from detectkit.backends.local.score import image_files, score_images
+
+        options: dict[str, Any] = {
+            "out": Path(out),
+            "processes": processes,
+            "batch_size": batch_size,
+            "resume": resume,
+            "overwrite": overwrite,
+            "runtime": runtime,
+            "progress": progress,
+        }
+        images = _score_images_of(data, image_files)
+        if isinstance(model, str | os.PathLike) and (Path(model) / "MLmodel").is_file():
+            if isinstance(images, str):
+                name, _, version = images.removeprefix("azureml:").partition(":")
+                images = image_files(self._backend.get_dataset(name, version or None).uri)
+            return score_images(Path(model), images, **options)
+        if isinstance(model, RegisteredModel):
+            name, version = model.name, model.version
+        elif isinstance(model, str) and model:
+            name, _, version = model.partition(":")
+        else:
+            raise InvalidInputError(
+                "model: expected a registered model, 'name[:version]' or an MLflow model "
+                f"folder, got {model!r}"
+            )
+        return self._backend.score_images(name, version or None, images, **options)
+
 
 def _data_uri(data: DatasetAsset | str) -> str:
     if isinstance(data, DatasetAsset):
@@ -411,6 +452,29 @@ def _data_uri(data: DatasetAsset | str) -> str:
     raise InvalidInputError(
         f"training_data: expected a DatasetAsset or a data asset URI, got {type(data).__name__}; "
         "create one with project.datasets.create(name, dataset)"
+    )
+
+
+def _score_images_of(data: Any, image_files: Any) -> list[str] | str:
+    """Image paths for ``project.score``, or a data asset reference for the backend."""
+    if hasattr(data, "records") and hasattr(data, "classes"):  # a LabeledDataset
+        return [record.image for record in data.records]
+    if isinstance(data, DatasetAsset):
+        return f"{data.name}:{data.version}"
+    if isinstance(data, str | os.PathLike):
+        path = Path(data)
+        if path.is_dir():
+            return list(image_files(path))
+        if path.is_file():
+            return [os.fspath(path)]
+        if isinstance(data, str) and data and not any(c in data for c in "/\\"):
+            return data
+        raise NotFoundError(f"data: {path} is neither a folder, an image nor a data asset name")
+    if isinstance(data, Sequence) and data:
+        return [os.fspath(p) for p in data]
+    raise InvalidInputError(
+        "data: expected a folder of images, image paths, a LabeledDataset or a data asset, "
+        f"got {type(data).__name__}"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -23,6 +24,8 @@ __all__ = [
     "ModelInfo",
     "RunInfo",
     "RunStatus",
+    "ScoreFailure",
+    "ScoreResult",
     "Trial",
     "check_name",
 ]
@@ -125,6 +128,7 @@ class RunInfo(BaseModel):
     status: RunStatus = RunStatus.UNKNOWN
     status_raw: str | None = None
     display_name: str | None = None
+    description: str | None = None
     experiment: str | None = None
     studio_url: str | None = None
     error: str | None = None
@@ -186,3 +190,48 @@ class EndpointInfo(BaseModel):
     deployments: tuple[str, ...] = ()
     model: str | None = None
     error: str | None = None  # why it is not serving (locally: the end of the server log)
+
+
+class ScoreFailure(BaseModel):
+    """An image that batch scoring could not score: its path and why (no line was written for
+    it, so ``resume=True`` tries it again)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: str
+    reason: str
+
+
+class ScoreResult(BaseModel):
+    """What ``project.score`` did.
+
+    Attributes:
+        out: The JSON-lines file written (``{"filename", "boxes"}`` per image).
+        scored: Images scored and written by this call.
+        skipped: Images left out because ``out`` already held them (``resume=True``).
+        failed: Images that could not be scored, with the reason (not written).
+        seconds: Wall time of the call, worker start-up included.
+        images_per_second: ``scored / seconds``.
+        processes: Worker processes used.
+        runtime: The runtime the workers used (``"torch"``, ``"onnx"``, or ``"auto"`` when
+            the model loader did not say).
+        worker_rss_mb: Each worker's resident memory (MiB) when it scored its last batch.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    out: Path
+    scored: int
+    skipped: int
+    failed: tuple[ScoreFailure, ...] = ()
+    seconds: float
+    images_per_second: float
+    processes: int
+    runtime: str
+    worker_rss_mb: tuple[float, ...] = ()
+
+    def __repr__(self) -> str:
+        return (
+            f"ScoreResult(out={str(self.out)!r}, scored={self.scored}, skipped={self.skipped}, "
+            f"failed={len(self.failed)}, images_per_second={self.images_per_second:.2f})"
+        )

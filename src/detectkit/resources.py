@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 from detectkit.errors import (
     ConflictError,
@@ -22,8 +22,14 @@ from detectkit.errors import (
     OperationTimeoutError,
     RunFailedError,
 )
-from detectkit.scoring.request import encode_request, image_list, image_sizes
-from detectkit.scoring.response import parse_response
+from detectkit.scoring.chunks import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_REQUEST_BYTES,
+    ErrorMode,
+    PredictionBatch,
+    predict_many,
+)
+from detectkit.scoring.request import image_list
 
 if TYPE_CHECKING:
     from detectkit.backends.base import Backend
@@ -211,6 +217,18 @@ class RegisteredModel:
             )
         return self._backend.download_registered_model(self.name, self.version, target)
 
+    def export_onnx(self, path: str | os.PathLike[str]) -> Path:
+        """Export this version to an ONNX file at ``path`` with the inputs and outputs of
+        AutoML's ONNX export (``input`` -> ``boxes_0``, ``labels_0``, ``scores_0``; see
+        :mod:`detectkit.scoring.onnx`); returns ``path``. Local models only (SSD models);
+        Azure AutoML writes ``model.onnx`` itself.
+
+        Raises:
+            InvalidInputError: An Azure model, or an architecture not exported yet.
+            MissingDependencyError: onnx or torch is not installed.
+        """
+        return self._backend.export_onnx(self.name, self.version, Path(path))
+
 
 class Endpoint:
     """A live handle on an online endpoint."""
@@ -253,6 +271,36 @@ class Endpoint:
         self._info = self._backend.get_endpoint(self.name)
         return self
 
+    @overload
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        min_score: float | None = ...,
+        deployment: str | None = ...,
+        timeout: float = ...,
+        batch_size: int = ...,
+        max_request_bytes: int = ...,
+        concurrency: int | None = ...,
+        errors: Literal["raise"] = ...,
+        progress: bool | None = ...,
+    ) -> list[Prediction]: ...
+
+    @overload
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        min_score: float | None = ...,
+        deployment: str | None = ...,
+        timeout: float = ...,
+        batch_size: int = ...,
+        max_request_bytes: int = ...,
+        concurrency: int | None = ...,
+        errors: Literal["collect"],
+        progress: bool | None = ...,
+    ) -> PredictionBatch: ...
+
     def predict(
         self,
         images: ImageInput | Sequence[ImageInput],
@@ -260,24 +308,64 @@ class Endpoint:
         min_score: float | None = None,
         deployment: str | None = None,
         timeout: float = 120.0,
-    ) -> list[Prediction]:
-        """Score images and return one typed :class:`~detectkit.Prediction` per image.
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        concurrency: int | None = None,
+        errors: ErrorMode = "raise",
+        progress: bool | None = None,
+    ) -> list[Prediction] | PredictionBatch:
+        """Score images and return one typed :class:`~detectkit.Prediction` per image, in order.
 
-        The request body is built in memory (no temporary files) and sent with the endpoint key.
+        Many images are sent as several requests of at most ``batch_size`` images and
+        ``max_request_bytes`` of body, up to ``concurrency`` at once (see
+        :mod:`detectkit.scoring.chunks`). Busy answers (429, 503) and reset connections are
+        retried with backoff, honouring ``Retry-After``. Bodies are built in memory (no
+        temporary files) and sent with the endpoint key.
 
         Args:
             images: One image or a list: file paths, bytes, PIL images or numpy arrays.
             min_score: Drop boxes scoring below this.
             deployment: Route to this deployment (default: the endpoint's traffic rules).
-            timeout: Seconds to wait for the answer.
+            timeout: Seconds to wait for each request's answer.
+            batch_size: Most images per request.
+            max_request_bytes: Most bytes of JSON body per request (an image larger than
+                that goes alone).
+            concurrency: Requests in flight at once. Default: what the deployment serves in
+                parallel (local: its server processes; Azure: instances x
+                ``max_concurrent_requests_per_instance``).
+            errors: ``"raise"`` (default): a failed request raises. ``"collect"``: return a
+                :class:`~detectkit.scoring.chunks.PredictionBatch` of the images that were
+                scored, with ``.failures`` naming each image that was not and why (a request
+                failing for its content is split until the bad image stands alone).
+            progress: Show a progress bar (default: on a terminal, for 50 images or more).
+
+        Raises:
+            EndpointError: With ``errors="raise"``, a request failed; in both modes, the
+                endpoint refused the key or does not exist (401, 403, 404).
+            InvalidInputError: An image is not an image (``errors="raise"``), or an argument
+                is out of range.
         """
         items = image_list(images)
-        body = encode_request(items)
-        answer = self._backend.invoke(self.name, body, deployment=deployment, timeout=timeout)
-        preds = parse_response(answer, images=items, sizes=image_sizes(items))
+
+        def send(body: bytes) -> bytes:
+            return self._backend.invoke(self.name, body, deployment=deployment, timeout=timeout)
+
+        def parallel() -> int:
+            return self._backend.endpoint_concurrency(self.name, deployment)
+
+        batch = predict_many(
+            items,
+            send,
+            batch_size=batch_size,
+            max_request_bytes=max_request_bytes,
+            concurrency=parallel if concurrency is None else concurrency,
+            errors=errors,
+            progress=progress,
+            description=f"scoring on {self.name}",
+        )
         if min_score is not None:
-            preds = [p.filter(min_score=min_score) for p in preds]
-        return preds
+            batch[:] = [p.filter(min_score=min_score) for p in batch]
+        return batch if errors == "collect" else list(batch)
 
     def keys(self) -> EndpointKeys:
         """The endpoint's auth keys (shown as ``**********``; ``.primary.get_secret_value()``)."""

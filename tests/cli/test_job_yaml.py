@@ -16,13 +16,14 @@ import pytest
 from detectkit.backends.azure.jobs import build_job
 from detectkit.cli import main
 from detectkit.errors import InvalidSettingsError
+from detectkit.settings.request import RunMetadata
 from detectkit.settings.job_yaml import read_job_yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from azure_replay import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential, ReplayTransport
 
 JOBS = Path(__file__).parents[1] / "fixtures" / "jobs"
-GOOD = ["fridge-sweep.yml", "automode.yml", "single-yolov5.yml"]
+GOOD = ["fridge-sweep.yml", "automode.yml", "single-yolov5.yml", "serverless.yml"]
 AZURE = ["--subscription", SUBSCRIPTION, "--resource-group", RESOURCE_GROUP]
 
 
@@ -42,13 +43,14 @@ def test_payload_equals_load_job(in_jobs: Path, name: str) -> None:
     from azure.ai.ml import load_job
 
     spec = read_job_yaml(name)
-    job = build_job(
-        spec.request,
+    metadata = RunMetadata.build(
         name=spec.name,
+        display_name=spec.display_name,
         description=spec.description,
         tags=spec.tags or None,
-        log_verbosity=spec.log_verbosity,  # type: ignore[arg-type]
+        log_verbosity=spec.log_verbosity,
     )
+    job = build_job(spec.request, metadata)
     expected = _rest(load_job(name))
     assert _rest(job) == expected
     assert expected["properties"]["taskDetails"]["taskType"] == "ImageObjectDetection"
@@ -82,6 +84,36 @@ def test_cli_dry_run_prints_the_load_job_payload(
     assert printed == _rest(load_job("single-yolov5.yml"))
     assert printed["properties"]["taskDetails"]["modelSettings"]["modelName"] == "yolov5"
     assert transport.requests == []  # nothing was sent
+
+
+def test_cli_serverless_flags_switch_the_compute(
+    in_jobs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = {"credential": FakeCredential(), "transport": ReplayTransport()}
+    base = ["train", "-f", "single-yolov5.yml", "--dry-run", "--json", *AZURE]
+    argv = [*base, "--instance-type", "Standard_NC6s_v3", "--job-tier", "spot"]
+    assert main([*argv, "--workspace-name", WORKSPACE], azure_options=options) == 0
+    printed = json.loads(capsys.readouterr().out)["properties"]
+    assert printed.get("computeId") is None
+    assert printed["resources"]["instance_type"] == "Standard_NC6s_v3"
+    assert printed["queueSettings"]["job_tier"] == "spot"
+    code = main([*base, "--job-tier", "spot", "--workspace-name", WORKSPACE], azure_options=options)
+    assert code == 2
+    assert "give instance_type too" in capsys.readouterr().err
+
+
+def test_serverless_mistakes_name_the_yaml_path(tmp_path: Path) -> None:
+    text = (JOBS / "serverless.yml").read_text(encoding="utf-8")
+    bad = text.replace("job_tier: standard", "job_tier: gold").replace(
+        "  instance_count: 1", "  instance_count: 0\n  locations: [westeurope]"
+    )
+    (tmp_path / "job.yml").write_text(bad, encoding="utf-8")
+    with pytest.raises(InvalidSettingsError) as info:
+        read_job_yaml(tmp_path / "job.yml")
+    message = str(info.value)
+    assert "queue_settings.job_tier" in message and "'gold'" in message
+    assert "resources.instance_count" in message
+    assert "resources.locations: not supported" in message
 
 
 def test_mistakes_are_listed_with_yaml_path_and_line(in_jobs: Path) -> None:

@@ -77,3 +77,49 @@ def test_train_register_deploy_predict(tmp_path: Path, capsys: pytest.CaptureFix
         assert main(["endpoints", "delete", "cards-ep", *local]) == 0
     assert "deleted endpoint cards-ep" in capsys.readouterr().out
     assert cli(capsys, "endpoints", "list", *local) == []
+
+
+def test_a_job_file_trains_locally_and_reads_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    data = make_dataset(tmp_path / "cards", n_images=6, size=(64, 64), seed=6)
+    data.to_azureml(tmp_path / "cards")
+    local = ["--local", str(tmp_path / "project")]
+    cli(capsys, "dataset", "create", "cards", str(tmp_path / "cards"), *local)
+    job = tmp_path / "job.yml"
+    job.write_text(
+        "$schema: https://azuremlsdk2.blob.core.windows.net/preview/0.0.1/autoMLJob.schema.json\n"
+        "type: automl\n"
+        "task: image_object_detection\n"
+        "name: cards-local-1\n"
+        "description: one tiny trial\n"
+        "experiment_name: cards\n"
+        "compute: azureml:gpu-cluster\n"
+        "primary_metric: mean_average_precision\n"
+        "target_column_name: label\n"
+        "training_data:\n  path: azureml:cards:1\n  type: mltable\n"
+        "validation_data_size: 0.34\n"
+        "tags:\n  team: vision\n"
+        "training_parameters:\n"
+        "  model_name: ssdlite_mobilenet_v2\n"
+        "  number_of_epochs: 1\n"
+        "  learning_rate: 0.02\n"
+        "  min_size: 64\n"
+        "  max_size: 64\n"
+        "  advanced_settings: '{\"pretrained\": false}'\n",
+        encoding="utf-8",
+    )
+    run = cli(capsys, "train", "-f", str(job), *local)
+    # the job's name names the run; the MLflow run id stays its key
+    assert (run["display_name"], run["status"]) == ("cards-local-1", "Completed")
+    shown = cli(capsys, "runs", "show", "cards-local-1", *local)
+    assert shown["description"] == "one tiny trial"
+    assert shown["tags"]["team"] == "vision"
+    (trial,) = shown["trials"]
+    params = trial["hyperparameters"]
+    assert (params["model_name"], params["number_of_epochs"]) == ("ssdlite_mobilenet_v2", 1)
+    assert params["learning_rate"] == pytest.approx(0.02)
+    assert "mean_average_precision" in shown["metrics"]

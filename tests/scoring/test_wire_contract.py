@@ -36,6 +36,7 @@ def test_the_contract_module_needs_neither_numpy_nor_pillow() -> None:
         "json",
         "collections.abc",
         "typing",
+        "msgspec",
         "detectkit.errors",
     }
 

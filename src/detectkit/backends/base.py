@@ -7,11 +7,19 @@ exceptions are translated into detectkit errors inside the backend.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from detectkit.records import ScoreFailure, ScoreResult
+
 if TYPE_CHECKING:
+    from detectkit.batch import (
+        BatchDeploymentSettings,
+        BatchEndpointInfo,
+        BatchInput,
+        BatchJobInfo,
+    )
     from detectkit.dataset import LabeledDataset
     from detectkit.records import (
         DatasetAsset,
@@ -21,9 +29,9 @@ if TYPE_CHECKING:
         RunInfo,
         Trial,
     )
-    from detectkit.settings.request import DeploymentSettings, TrainingRequest
+    from detectkit.settings.request import DeploymentSettings, RunMetadata, TrainingRequest
 
-__all__ = ["Backend", "ModelSource"]
+__all__ = ["Backend", "ModelSource", "ScoreFailure", "ScoreResult"]
 
 
 class ModelSource:
@@ -74,21 +82,17 @@ class Backend(Protocol):
         ...
 
     # training ------------------------------------------------------------------
-    def plan_training(self, request: TrainingRequest) -> object:
+    def plan_training(
+        self, request: TrainingRequest, metadata: RunMetadata | None = None
+    ) -> object:
         """What would be submitted, without submitting (Azure: the azure-ai-ml job)."""
         ...
 
     def submit_training(
-        self,
-        request: TrainingRequest,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        log_verbosity: str | None = None,
+        self, request: TrainingRequest, metadata: RunMetadata | None = None
     ) -> RunInfo:
-        """Start a training run (``name``, ``description``, ``tags``: the run's own; a
-        ``log_verbosity`` is the AutoML log level, with no meaning locally)."""
+        """Start a training run; ``metadata`` holds the run's own name, display name,
+        description and tags, and the AutoML log level (no meaning locally)."""
         ...
 
     def get_run(self, name: str) -> RunInfo:
@@ -138,6 +142,11 @@ class Backend(Protocol):
         """Download a model version's MLflow folder into ``directory``; returns its path."""
         ...
 
+    def export_onnx(self, name: str, version: str, path: Path) -> Path:
+        """Write a model version as an ONNX file at ``path`` (AutoML's ONNX inputs and
+        outputs); returns ``path``."""
+        ...
+
     # endpoints -----------------------------------------------------------------
     def deploy(
         self, model: ModelInfo, endpoint: str, deployment: str, settings: DeploymentSettings
@@ -161,6 +170,11 @@ class Backend(Protocol):
         """POST a scoring request body; return the raw answer body."""
         ...
 
+    def endpoint_concurrency(self, name: str, deployment: str | None) -> int:
+        """Scoring requests the deployment taking the traffic (or ``deployment``) serves at
+        once: the default concurrency of a chunked ``Endpoint.predict``."""
+        ...
+
     def endpoint_logs(self, name: str, *, deployment: str | None, lines: int) -> str:
         """The last lines of a deployment's log."""
         ...
@@ -171,4 +185,58 @@ class Backend(Protocol):
 
     def delete_endpoint(self, name: str) -> None:
         """Delete an endpoint and its deployments."""
+        ...
+
+    # batch endpoints -----------------------------------------------------------
+    def deploy_batch(
+        self,
+        model: ModelInfo,
+        endpoint: str,
+        deployment: str,
+        settings: BatchDeploymentSettings,
+    ) -> BatchEndpointInfo:
+        """Create or update a batch endpoint and deployment; make it the default deployment
+        (Azure; the local backend raises and points to ``project.score``)."""
+        ...
+
+    def get_batch_endpoint(self, name: str) -> BatchEndpointInfo:
+        """A batch endpoint's state."""
+        ...
+
+    def list_batch_endpoints(self) -> list[BatchEndpointInfo]:
+        """Every batch endpoint."""
+        ...
+
+    def submit_batch_job(
+        self, endpoint: str, data: BatchInput, *, deployment: str | None, job_name: str | None
+    ) -> BatchJobInfo:
+        """Start a batch scoring job (uploading local files first); returns at once."""
+        ...
+
+    def get_batch_job(self, name: str) -> BatchJobInfo:
+        """A batch scoring job's state (its own error once it failed)."""
+        ...
+
+    def download_batch_output(self, job: BatchJobInfo, directory: Path) -> list[Path]:
+        """Download a batch job's output files into ``directory``."""
+        ...
+
+    # batch scoring on this machine ---------------------------------------------
+    def score_images(
+        self,
+        model: str,
+        version: str | None,
+        images: Sequence[str] | str,
+        *,
+        out: Path,
+        processes: int | None,
+        batch_size: int,
+        resume: bool,
+        overwrite: bool,
+        runtime: str,
+        progress: bool | None,
+    ) -> ScoreResult:
+        """Score ``images`` (paths, or a data asset reference ``name[:version]``) with the
+        registered ``model`` in worker processes on this machine, appending batch output lines
+        to ``out`` (local backend; Azure raises and points to batch endpoints)."""
         ...

@@ -16,14 +16,25 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detectkit.cli import datasets, endpoints, label, models, predict, runs, tools, train
+from detectkit.cli import (
+    batch,
+    datasets,
+    endpoints,
+    label,
+    models,
+    predict,
+    runs,
+    score,
+    tools,
+    train,
+)
 from detectkit.cli._common import AZURE_OPTIONS, report_error
 from detectkit.errors import DetectkitError
 
 __all__ = ["main"]
 
 #: The command groups, in ``--help`` order.
-GROUPS = (label, datasets, train, runs, models, endpoints, predict, tools)
+GROUPS = (label, datasets, train, runs, models, endpoints, batch, predict, score, tools)
 
 
 def main(

@@ -106,6 +106,11 @@ def _file_commands(ds_sub: Any) -> None:
         "(reading DST back then needs --images-root)",
     )
     conv.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DST whole when it already holds files (default: refuse)",
+    )
+    conv.add_argument(
         "--keep-going",
         action="store_true",
         help="skip invalid records (listed on stderr) instead of stopping at the first problem",
@@ -151,6 +156,11 @@ def _file_commands(ds_sub: Any) -> None:
     split.add_argument("--from", dest="from_", choices=FORMATS, help="input format")
     split.add_argument("--to", choices=FORMATS, help="output format (default: azureml)")
     split.add_argument("--images-root", metavar="DIR", help="folder image paths are relative to")
+    split.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace each part's folder whole when it already holds files (default: refuse)",
+    )
     split.set_defaults(func=_cmd_split)
 
 
@@ -217,6 +227,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         args.to,
         image_base_url=args.image_base_url,
         copy_images=not args.no_copy_images,
+        overwrite=args.overwrite,
     )
     print(f"wrote {len(dataset)} images, {dataset.num_boxes} boxes as {args.to}: {out}")
     return 0
@@ -259,8 +270,6 @@ def _cmd_split(args: argparse.Namespace) -> int:
     for name, part in zip(("train", "val", "test"), parts, strict=True):
         if name == "test" and args.test == 0:
             continue
-        target = out / name
-        target.mkdir(parents=True, exist_ok=True)
-        path = write_dataset(part, target, fmt, copy_images=True)
+        path = write_dataset(part, out / name, fmt, copy_images=True, overwrite=args.overwrite)
         print(f"{name}: {len(part)} images, {part.num_boxes} boxes -> {path}")
     return 0

@@ -65,6 +65,19 @@ def add_parser(sub: Any) -> None:
     add_backend_options(download)
     download.set_defaults(func=_cmd_download)
 
+    export = models_sub.add_parser(
+        "export-onnx",
+        help="export a local model to an ONNX file (AutoML's ONNX inputs and outputs)",
+        epilog=examples(
+            "detectkit models export-onnx cards-detector:2 model.onnx --local ./project"
+        ),
+        formatter_class=fmt,
+    )
+    export.add_argument("ref", metavar="NAME[:VERSION]", help="model (latest by default)")
+    export.add_argument("path", metavar="PATH", help="the .onnx file to write")
+    add_backend_options(export)
+    export.set_defaults(func=_cmd_export_onnx)
+
 
 def _cmd_register(args: argparse.Namespace) -> int:
     project = open_project(args)
@@ -89,4 +102,12 @@ def _cmd_download(args: argparse.Namespace) -> int:
     model = open_project(args).models.get(name, version or None)
     path = model.download(args.dir)
     emit(args, {**record(model.info), "path": str(path)}, f"downloaded {model.reference} to {path}")
+    return 0
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    name, _, version = args.ref.removeprefix("azureml:").partition(":")
+    model = open_project(args).models.get(name, version or None)
+    path = model.export_onnx(args.path)
+    emit(args, {**record(model.info), "path": str(path)}, f"exported {model.reference} to {path}")
     return 0

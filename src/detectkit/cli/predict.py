@@ -32,7 +32,16 @@ def add_parser(sub: Any) -> None:
     predict.add_argument("--out", metavar="predictions.jsonl", help="write JSON lines here")
     predict.add_argument("--draw", metavar="DIR", help="write each image with its boxes here")
     predict.add_argument("--min-score", type=float, help="drop boxes scoring below this")
-    predict.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
+    predict.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    predict.add_argument(
+        "--batch-size", type=int, default=16, metavar="N", help="most images per request"
+    )
+    predict.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="requests in flight at once (default: what the deployment serves in parallel)",
+    )
     add_backend_options(predict)
     predict.set_defaults(func=_cmd_predict)
 
@@ -42,7 +51,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     endpoint = open_project(args).endpoints.get(args.endpoint)
     preds = endpoint.predict(
-        args.images, min_score=args.min_score, deployment=args.deployment, timeout=args.timeout
+        args.images,
+        min_score=args.min_score,
+        deployment=args.deployment,
+        timeout=args.timeout,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
     )
     bodies = format_response(preds)
     lines = [{"filename": image, **body} for image, body in zip(args.images, bodies, strict=True)]

@@ -48,6 +48,14 @@ def add_parser(sub: Any) -> None:
         help="a training parameter (JSON value), e.g. --param learning_rate=0.01 (repeatable)",
     )
     train.add_argument("--compute", help="compute cluster (Azure)")
+    train.add_argument(
+        "--instance-type", help="serverless compute VM size instead of --compute (Azure)"
+    )
+    train.add_argument(
+        "--job-tier",
+        choices=["spot", "basic", "standard", "premium"],
+        help="serverless compute queue tier (Azure)",
+    )
     train.add_argument("--experiment", help="experiment name")
     train.add_argument(
         "--dry-run", action="store_true", help="check and print the job; submit nothing"
@@ -94,6 +102,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "validation_data": args.validation_data,
         "validation_size": args.validation_size,
         "compute": args.compute,
+        "instance_type": args.instance_type,
+        "job_tier": args.job_tier,
         "models": args.models,
         "limits": _limits(args),
         "training_parameters": _parameters(args) or None,
@@ -110,6 +120,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train_file(args: argparse.Namespace) -> int:
     from detectkit.settings.job_yaml import read_job_yaml
+    from detectkit.settings.request import RunMetadata
 
     given = [
         flag
@@ -136,36 +147,42 @@ def _train_file(args: argparse.Namespace) -> int:
             )
     updates: dict[str, Any] = {}
     if args.compute:
-        updates["compute"] = args.compute
+        updates.update(compute=args.compute, instance_type=None, instance_count=None, job_tier=None)
+    if args.instance_type:
+        updates.update(compute=None, instance_type=args.instance_type)
+    if args.job_tier:
+        updates["job_tier"] = args.job_tier
     if args.experiment:
         updates["experiment"] = args.experiment
-    if updates:
-        request = request.model_copy(update=updates)
-    if project.backend.kind == "azure" and args.dry_run:
-        from detectkit.backends.azure.jobs import build_job
+    if updates:  # checked again, with only what was set kept as set
+        from pydantic import ValidationError
 
-        job = build_job(
-            request,
-            name=spec.name,
-            description=spec.description,
-            tags=spec.tags or None,
-            log_verbosity=spec.log_verbosity,  # type: ignore[arg-type]
-        )
-        payload = job._to_rest_object().as_dict()
-        emit(args, payload, lambda: json.dumps(payload, indent=2))
-        return 0
-    if args.dry_run:
-        _print_plan(args, project.backend.plan_training(request))
-        return 0
-    from detectkit.resources import DetectionRun
+        from detectkit.settings.request import TrainingRequest, settings_error
 
-    info = project.backend.submit_training(
-        request,
+        try:
+            request = TrainingRequest.model_validate(
+                {**request.model_dump(exclude_unset=True), **updates}
+            )
+        except ValidationError as exc:
+            raise settings_error(exc, "training settings", (TrainingRequest,)) from exc
+    metadata = RunMetadata.build(
         name=spec.name,
+        display_name=spec.display_name,
         description=spec.description,
         tags=spec.tags or None,
         log_verbosity=spec.log_verbosity,
     )
+    if project.backend.kind == "azure" and args.dry_run:
+        job: Any = project.backend.plan_training(request, metadata)
+        payload = job._to_rest_object().as_dict()
+        emit(args, payload, lambda: json.dumps(payload, indent=2))
+        return 0
+    if args.dry_run:
+        _print_plan(args, project.backend.plan_training(request, metadata))
+        return 0
+    from detectkit.resources import DetectionRun
+
+    info = project.backend.submit_training(request, metadata)
     run = DetectionRun(project.backend, info)
     _print_run(args, run)
     return 0

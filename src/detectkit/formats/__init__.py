@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, NamedTuple, overload
 
 from detectkit.dataset import LabeledDataset
-from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.errors import ConflictError, InvalidInputError, NotFoundError
 from detectkit.formats.azureml import read_azureml, write_azureml
 from detectkit.formats.coco import read_coco, write_coco
 from detectkit.formats.labelstudio import read_labelstudio, write_labelstudio
 from detectkit.formats.voc import read_voc, write_voc
-from detectkit.formats.yolo import read_yolo, write_yolo
+from detectkit.formats.yolo import data_yaml_text, read_yolo, write_yolo
 from detectkit.images import is_remote
 from detectkit.progress import track
 from detectkit.validation import ErrorMode, ValidationReport
@@ -188,8 +189,16 @@ def write_dataset(
     *,
     image_base_url: str | None = None,
     copy_images: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``dataset`` in ``format``; returns the main file or folder written.
+
+    A folder is written whole beside its destination (``.<name>.partial-*``) and moved into
+    place only when complete, so an interrupted write leaves the destination as it was. A
+    destination folder that is not empty is refused (:class:`~detectkit.ConflictError`)
+    unless ``overwrite=True``, which replaces it whole: no file of the earlier data set is
+    kept beside the new ones. A file destination (``.json`` / ``.jsonl``) that exists is
+    refused the same way.
 
     Args:
         dataset: The data set.
@@ -202,6 +211,11 @@ def write_dataset(
             self-contained data set whose image references are relative. Without it, such
             images are referenced by absolute path, and reading the output back needs
             ``images_root=`` (readers refuse paths that leave the data set folder).
+        overwrite: Replace a destination that already holds files.
+
+    Raises:
+        ConflictError: The destination holds files and ``overwrite`` is not set, or it holds
+            the images being written (replacing it would delete them).
     """
     io = _io(format)
     if image_base_url is not None and not io.image_urls:
@@ -210,13 +224,72 @@ def write_dataset(
             f"image_base_url: only the {' and '.join(stores)} formats store image URLs, "
             f"got format {format!r}"
         )
-    if copy_images and image_base_url is None:
-        out = Path(path)
-        folder = out.parent if out.suffix.lower() in (".json", ".jsonl") else out
-        dataset = copy_images_into(dataset, folder)
+    out = Path(path)
+    if out.suffix.lower() in (".json", ".jsonl"):
+        _refuse_existing([out, out.parent / "MLTable"] if format == "azureml" else [out], overwrite)
+        if copy_images and image_base_url is None:
+            _refuse_existing([out.parent / "images"], overwrite)
+            dataset = copy_images_into(dataset, out.parent)
+        return _write(io, dataset, out, image_base_url)
+    _refuse_existing([out], overwrite, dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        staged = (
+            copy_images_into(dataset, stage) if copy_images and image_base_url is None else dataset
+        )
+        _write(io, staged, stage, image_base_url)
+        if format == "yolo":  # data.yaml names the folder: the final one, not the stage
+            (stage / "data.yaml").write_text(data_yaml_text(dataset.classes, out), encoding="utf-8")
+        _move_into_place(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out
+
+
+def _write(io: FormatIO, dataset: LabeledDataset, out: Path, image_base_url: str | None) -> Path:
     if io.image_urls:
-        return io.write(dataset, path, image_base_url=image_base_url)
-    return io.write(dataset, path)
+        return io.write(dataset, out, image_base_url=image_base_url)
+    return io.write(dataset, out)
+
+
+def _refuse_existing(
+    paths: list[Path], overwrite: bool, dataset: LabeledDataset | None = None
+) -> None:
+    for p in paths:
+        if not p.exists() and not p.is_symlink():
+            continue
+        if p.is_dir() and not p.is_symlink():
+            if not any(p.iterdir()):
+                continue
+            if overwrite and dataset is not None:
+                real = os.path.realpath(p) + os.sep
+                inside = [r.image for r in dataset if not is_remote(r.image)]
+                if any(os.path.realpath(i).startswith(real) for i in inside):
+                    raise ConflictError(
+                        f"{p}: holds images of the data set being written; overwriting it "
+                        "would delete them. Write to another folder"
+                    )
+        if not overwrite:
+            raise ConflictError(
+                f"{p}: already exists and is not empty; detectkit does not mix two data sets. "
+                "Choose an empty or new destination, or pass overwrite=True (--overwrite) "
+                "to replace it whole"
+            )
+
+
+def _move_into_place(stage: Path, out: Path) -> None:
+    """Move the complete ``stage`` folder to ``out``, replacing ``out`` whole."""
+    if out.is_symlink() or out.is_file():
+        out.unlink()
+    elif out.is_dir():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(stage, out)
 
 
 def copy_images_into(
@@ -254,6 +327,8 @@ def copy_images_into(
             n += 1
         used.add(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() and not os.path.samefile(src, dest):
+            dest.unlink()  # a file of another data set under this name: never kept
         if not dest.exists():
             try:
                 os.link(src, dest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,13 +25,116 @@ from detectkit.validation import ProblemCollector, ProblemKind, Severity
 #: looser bound (:data:`detectkit.scoring.RESPONSE_CLIP_TOLERANCE`).
 ANNOTATION_CLIP_TOLERANCE = 1e-3
 
+#: The largest image width or height a reader accepts from an annotation file (the PNG and
+#: TIFF limit, 2**31 - 1): a larger stored size (``10**400``) is a ``bad_value`` problem.
+MAX_IMAGE_SIDE = 2**31 - 1
+
+
+def is_text(value: str, *, path: bool = False) -> bool:
+    """Whether ``value`` can be written as UTF-8: no lone surrogate (``"\\ud800"`` from a
+    JSON escape), which every writer would refuse; with ``path``, no NUL byte either."""
+    if path and "\0" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def inside_folder(
+    path: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    col: ProblemCollector | None,
+    *,
+    what: str,
+    location: str | None = None,
+) -> Path | None:
+    """The link rule every reader follows: ``path`` with every symlink resolved
+    (:func:`os.path.realpath`) must lie inside the data set ``folder`` (also resolved).
+
+    Returns the resolved path, or ``None`` after recording an ``unsafe_path`` problem that names
+    the link and where it points (never what the target holds). With ``col=None`` the problem
+    is raised as :class:`~detectkit.InvalidAnnotationError`.
+    """
+    text = os.fspath(path)
+    try:
+        real = os.path.realpath(text)
+        root = os.path.realpath(folder)
+    except (ValueError, OSError) as exc:  # an embedded NUL byte or a lone surrogate
+        problem_kind, message, got = (
+            ProblemKind.BAD_VALUE,
+            f"{what} path cannot be used",
+            f"{type(exc).__name__} for {text!r}",
+        )
+    else:
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            return Path(real)
+        problem_kind, message, got = (
+            ProblemKind.UNSAFE_PATH,
+            f"{what} leads outside the data set folder and was not read: {text} -> {real}",
+            "a link or .. leading out",
+        )
+    kwargs: dict[str, Any] = {
+        "file": text if location is None else None,
+        "location": location,
+        "expected": f"a path inside {folder}",
+        "got": got,
+        "hint": "copy the file into the data set folder instead of linking to it",
+    }
+    if col is None:
+        raise InvalidAnnotationError(message, **{**kwargs, "got": str(got)})
+    col.add(problem_kind, message, **kwargs)
+    return None
+
+
+class FolderGuard:
+    """:func:`inside_folder` for many files of one data set folder, resolving each parent
+    folder once (a file's own name is only checked for being a link)."""
+
+    def __init__(self, folder: Path, col: ProblemCollector) -> None:
+        self.folder = folder
+        self._prefix = os.path.realpath(folder).rstrip(os.sep) + os.sep
+        self._col = col
+        self._parents: dict[str, str] = {}
+
+    def check(self, path: Path, *, what: str) -> bool:
+        """Whether ``path`` lies inside the folder; a ``unsafe_path`` problem when not."""
+        parent, name = os.path.split(os.path.abspath(path))
+        real_parent = self._parents.get(parent)
+        if real_parent is None:
+            real_parent = self._parents[parent] = os.path.realpath(parent)
+        resolved = os.path.join(real_parent, name)
+        if os.path.islink(resolved):
+            resolved = os.path.realpath(resolved)
+        if resolved.startswith(self._prefix):
+            return True
+        return inside_folder(path, self.folder, self._col, what=what) is not None
+
+
+def regular_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be opened as a data file (``None`` when it is a regular file):
+    a FIFO, device or socket would block or never end, so it is checked before opening."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except (OSError, ValueError) as exc:
+        return type(exc).__name__
+    if stat.S_ISREG(mode):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+
 
 def to_float(value: object) -> float | None:
     """``value`` as a finite float, accepting numbers and numeric strings (``"48.5"``)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:  # an integer such as 10**400
+            return None
     elif isinstance(value, str):
         try:
             f = float(value.strip())
@@ -111,6 +215,16 @@ def resolve_ref(
     ``images_root`` (escaping paths are reported as ``unsafe_path`` and give ``None``)."""
     if is_remote(ref):
         return ref
+    if not is_text(ref, path=True):
+        col.add(
+            ProblemKind.BAD_VALUE,
+            "image path holds a NUL byte or a lone surrogate and was refused",
+            location=location,
+            field=field,
+            expected="a file path",
+            got=ref,
+        )
+        return None
     try:
         return str(resolve_image_path(images_root, ref))
     except InvalidAnnotationError as exc:
@@ -171,6 +285,8 @@ class RefResolver:
         """``ref`` as a record stores it, or ``None`` (reported) when it escapes the root."""
         if is_remote(ref):
             return ref
+        if not is_text(ref, path=True):
+            return resolve_ref(ref, Path(self.root), self._col, location=location, field=field)
         full = os.path.join(self.root, ref)  # an absolute ref replaces the root
         parent, name = os.path.split(full)
         if name in ("", ".", ".."):

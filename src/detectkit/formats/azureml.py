@@ -26,12 +26,16 @@ from pathlib import Path
 
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
-from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
 from detectkit.formats._common import (
+    MAX_IMAGE_SIDE,
     RefResolver,
     RefWriter,
     gc_paused,
+    inside_folder,
+    is_text,
     make_box,
+    regular_file_problem,
     to_float,
     trusted_model,
 )
@@ -90,10 +94,23 @@ def mltable_paths(path: str | os.PathLike[str]) -> list[Path]:
     p = Path(path)
     if p.is_dir():
         p = p / "MLTable"
+    why = regular_file_problem(p)
+    if why == "no such file":
+        raise NotFoundError(f"{p}: no such MLTable file")
+    if why is not None:
+        raise InvalidInputError(f"{p}: expected an MLTable text file, got {why}")
     try:
         text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise NotFoundError(f"{p}: no such MLTable file") from None
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InvalidAnnotationError(
+            "MLTable file is not UTF-8 text",
+            file=str(p),
+            location=f"line {line}",
+            expected="UTF-8 text",
+            got=f"byte {exc.object[exc.start : exc.start + 1]!r}",
+            hint="save the MLTable file as UTF-8",
+        ) from None
     entries = _json_paths(text, p) if text.lstrip().startswith("{") else _yaml_paths(text, p)
     if not entries:
         raise InvalidInputError(
@@ -106,6 +123,13 @@ def mltable_paths(path: str | os.PathLike[str]) -> list[Path]:
             raise InvalidInputError(
                 f"{p}: paths: {kind} {value!r} is a cloud URL; detectkit reads local copies. "
                 "Download the data (e.g. az ml data download) and point at the local MLTable"
+            )
+        if not is_text(value, path=True):
+            raise InvalidInputError(f"{p}: paths: {kind} {value!r} holds a NUL byte or surrogate")
+        if kind == "pattern" and (os.path.isabs(value) or value.startswith("~")):
+            raise InvalidInputError(
+                f"{p}: paths: pattern {value!r} is absolute; expected a pattern relative to the "
+                "MLTable's folder such as './*.jsonl'"
             )
         target = base / value
         if kind != "pattern" and not _inside(target, base):
@@ -123,13 +147,29 @@ def mltable_paths(path: str | os.PathLike[str]) -> list[Path]:
             found = sorted(target.glob("*.jsonl"))
             if not found:
                 raise NotFoundError(f"{p}: paths: folder {value!r} holds no *.jsonl file")
-            files += found
+            files += [_listed(f, base) for f in found]
         else:
-            matches = sorted(base.glob(value))
+            try:
+                matches = sorted(base.glob(value))
+            except (ValueError, NotImplementedError, IndexError) as exc:
+                raise InvalidInputError(
+                    f"{p}: paths: pattern {value!r} is not a valid glob pattern "
+                    f"({type(exc).__name__}: {exc}); expected e.g. './*.jsonl'"
+                ) from None
+            matches = [m for m in matches if m.is_file()]
             if not matches:
                 raise NotFoundError(f"{p}: paths: pattern {value!r} matches no file in {base}")
-            files += [m for m in matches if m.is_file() and _inside(m, base)]
-    return files
+            files += [_listed(m, base) for m in matches]
+    return [_listed(f, base) for f in files]
+
+
+def _listed(file: Path, base: Path) -> Path:
+    """A JSONL file an MLTable lists: inside its folder (links resolved) and a regular file."""
+    inside_folder(file, base, None, what="file listed in the MLTable")
+    why = regular_file_problem(file)
+    if why is not None:
+        raise InvalidInputError(f"{file}: expected a JSONL file, got {why}")
+    return file
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -171,13 +211,18 @@ def _path_entry(item: object, where: Path, loc: str) -> tuple[str, str]:
 def _jsonl_files(p: Path) -> list[Path]:
     if not p.exists():
         raise NotFoundError(f"{p}: no such file or folder")
-    if p.is_file():
-        return mltable_paths(p) if p.name == "MLTable" else [p]
-    if (p / "MLTable").is_file():
+    if not p.is_dir():
+        if p.name == "MLTable":
+            return mltable_paths(p)
+        why = regular_file_problem(p)
+        if why is not None:
+            raise InvalidInputError(f"{p}: expected a JSONL file, got {why}")
+        return [p]
+    if (p / "MLTable").exists():
         return mltable_paths(p / "MLTable")
     found = sorted(p.glob("*.jsonl"))
     if len(found) == 1:
-        return found
+        return [_listed(found[0], p)]
     if not found:
         raise NotFoundError(f"{p}: no MLTable file and no *.jsonl file in this folder")
     raise InvalidInputError(
@@ -240,7 +285,7 @@ def _read_jsonl(
                 continue
             try:
                 doc = loads(raw)
-            except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+            except (ValueError, RecursionError) as exc:  # bad JSON, not UTF-8, too deep
                 col.add(
                     ProblemKind.PARSE,
                     "line is not valid JSON; the line was skipped",
@@ -353,7 +398,7 @@ def _parse_objects(
             )
             continue
         name = item.get("label")
-        if type(name) is not str or not name:
+        if type(name) is not str or not name or not is_text(name):
             col.add(
                 ProblemKind.MISSING_FIELD if name is None else ProblemKind.BAD_VALUE,
                 "box has no usable label; it was skipped",
@@ -436,18 +481,18 @@ def _flag(value: object) -> bool | None:
 
 def _size(value: object, col: ProblemCollector, loc: str, field: str) -> int | None:
     """A pixel size from ``499``, ``499.0`` or ``"499px"``; ``None`` (warned) otherwise."""
-    if type(value) is int and value > 0:
+    if type(value) is int and 0 < value <= MAX_IMAGE_SIDE:
         return value
     if value is None:
         return None
     number = None
-    if type(value) is float and value.is_integer():
+    if type(value) is float and value.is_integer() and value <= MAX_IMAGE_SIDE:
         number = int(value)
     elif type(value) is str:
         text = value.strip().lower().removesuffix("px").strip()
-        if text.isdigit():
+        if text.isdigit() and len(text) <= 10:
             number = int(text)
-    if number is not None and number > 0:
+    if number is not None and 0 < number <= MAX_IMAGE_SIDE:
         return number
     col.add(
         ProblemKind.BAD_VALUE,
@@ -455,8 +500,8 @@ def _size(value: object, col: ProblemCollector, loc: str, field: str) -> int | N
         severity=Severity.WARNING,
         location=loc,
         field=field,
-        expected='a positive integer or a string such as "499px"',
-        got=value,
+        expected=f'a positive integer up to {MAX_IMAGE_SIDE} or a string such as "499px"',
+        got=value if type(value) is not int else f"an integer of {len(str(value))} digits",
     )
     return None
 

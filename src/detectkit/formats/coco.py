@@ -22,9 +22,17 @@ from typing import Any, Literal
 
 from detectkit.dataset import ImageRecord, LabeledDataset
 from detectkit.errors import InvalidInputError, NotFoundError
-from detectkit.formats._common import RefResolver, RefWriter, gc_paused, trusted_model
+from detectkit.formats._common import (
+    MAX_IMAGE_SIDE,
+    RefResolver,
+    RefWriter,
+    gc_paused,
+    is_text,
+    trusted_model,
+)
 from detectkit.formats.coco_annotations import CocoImage, id_warning, is_id, read_annotations
 from detectkit.images import image_info, is_remote
+from detectkit.scoring.contract import load_json
 from detectkit.validation import (
     ErrorMode,
     ProblemCollector,
@@ -78,6 +86,16 @@ def read_coco(
           does not exist under ``images_root`` becomes
           ``azureml://datastores/<ds>/paths/<path>``.
         * ``iscrowd`` becomes ``is_crowd``; ``area`` and ``segmentation`` are not read.
+        * A category ``name`` or ``file_name`` that is not writable UTF-8 text (a NUL byte,
+          or a lone surrogate such as ``"\\ud800"`` from a JSON escape) is refused here, as a
+          ``bad_value`` naming the field, so a data set read from COCO can always be written
+          back. A ``width``/``height`` above 2**31 - 1 (``10**400``) and a ``bbox`` number
+          beyond any float are ``bad_value`` errors too.
+        * The file is decoded as ``json.loads`` decodes it, by the faster msgspec
+          (``detectkit.scoring.contract.load_json``): ``NaN`` and ``Infinity`` literals
+          read, and are refused as box values; JSON nested deeper than Python's recursion
+          limit, a number over its digit limit, or bytes that are not UTF-8 (with their line
+          and column) are a ``parse`` error.
         * Ids may be numbers or strings. A duplicate image or category id is an error (the
           later entry is dropped); a duplicate annotation id, or any id 0, is a warning (kept).
         * An annotation naming an unknown image (``unreferenced``) or category
@@ -104,17 +122,14 @@ def _read(
 ) -> tuple[LabeledDataset, ValidationReport]:
     empty = LabeledDataset([], root=base)
     try:
-        with file.open("rb") as fh:
-            data = json.load(fh)
-    except ValueError as exc:
+        data = load_json(file.read_bytes())
+    except json.JSONDecodeError as exc:
         col.add(
             ProblemKind.PARSE,
             "file is not valid JSON",
-            location=f"line {exc.lineno} column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else None,
+            location=f"line {exc.lineno} column {exc.colno}" if exc.pos else None,
             expected="a COCO JSON object",
-            got=getattr(exc, "msg", str(exc)),
+            got=exc.msg,
         )
         return empty, col.report()
     if type(data) is not dict:
@@ -219,7 +234,7 @@ def _read_categories(
         loc = f"categories[{i}]"
         cid = cat.get("id") if type(cat) is dict else None
         name = cat.get("name") if type(cat) is dict else None
-        if not is_id(cid) or type(name) is not str or not name:
+        if not is_id(cid) or type(name) is not str or not name or not is_text(name):
             bad_id = not is_id(cid)
             col.add(
                 ProblemKind.MISSING_FIELD
@@ -228,7 +243,9 @@ def _read_categories(
                 "category is not usable; its annotations will be unknown labels",
                 location=loc,
                 field="id" if bad_id else "name",
-                expected="an integer or string id" if bad_id else "a non-empty name",
+                expected="an integer or string id"
+                if bad_id
+                else "a non-empty name of UTF-8 text (no NUL, no lone surrogate)",
                 got=cat if type(cat) is not dict else (cid if bad_id else name),
             )
             continue
@@ -278,6 +295,8 @@ def _detect_units(raw_anns: list[Any]) -> Literal["pixels", "normalized"]:
     try:
         largest = max((max(a["bbox"]) for a in raw_anns), default=None)
     except (TypeError, KeyError, ValueError):  # malformed entries: look only at usable ones
+        largest = False
+    if largest is not None and type(largest) not in (int, float):  # {"x": 1} has str keys
         largest = None
         for a in raw_anns:
             bbox = a.get("bbox") if type(a) is dict else None
@@ -356,6 +375,17 @@ def _read_images(
                 )
                 dropped.add(iid)
                 continue
+        if not is_text(name):
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "image file_name is not writable text; it was skipped",
+                location=loc,
+                field="file_name",
+                expected="UTF-8 text (no NUL byte, no lone surrogate such as \\ud800)",
+                got=name.encode("utf-8", "backslashreplace").decode("utf-8")[:200],
+            )
+            dropped.add(iid)
+            continue
         image = refs.resolve(name, location=loc, field="file_name")
         if image is None:
             dropped.add(iid)
@@ -364,7 +394,12 @@ def _read_images(
             image = _datastore_url(coco_url) or image
         width = entry.get("width")
         height = entry.get("height")
-        if type(width) is not int or type(height) is not int or width <= 0 or height <= 0:
+        if (
+            type(width) is not int
+            or type(height) is not int
+            or not 0 < width <= MAX_IMAGE_SIDE
+            or not 0 < height <= MAX_IMAGE_SIDE
+        ):
             size = _image_size(entry, image, loc, units, col)
             if size is None:
                 dropped.add(iid)
@@ -375,11 +410,15 @@ def _read_images(
 
 
 def _whole(value: object) -> int | None:
-    if type(value) is float and value.is_integer() and value > 0:
+    if type(value) is float and value.is_integer() and 0 < value <= MAX_IMAGE_SIDE:
         return int(value)
-    if type(value) is int and value > 0:
+    if type(value) is int and 0 < value <= MAX_IMAGE_SIDE:
         return value
     return None
+
+
+def _too_large(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_IMAGE_SIDE
 
 
 def _image_size(
@@ -389,7 +428,18 @@ def _image_size(
     width, height = _whole(entry.get("width")), _whole(entry.get("height"))
     if width is not None and height is not None:
         return width, height  # 8000.0 in Data Labeling exports
-    got = f"{entry.get('width')!r} x {entry.get('height')!r}"
+    got = f"{_short(entry.get('width'))} x {_short(entry.get('height'))}"
+    if _too_large(entry.get("width")) or _too_large(entry.get("height")):
+        col.add(
+            ProblemKind.BAD_VALUE,
+            "image size is larger than any image file can be; the image was dropped",
+            location=loc,
+            field="width/height",
+            expected=f"positive integers up to {MAX_IMAGE_SIDE}",
+            got=got,
+            hint="fix the stored size, or remove it to have it read from the image",
+        )
+        return None
     if not is_remote(image):
         try:
             info = image_info(image)
@@ -412,6 +462,12 @@ def _image_size(
         hint="store the image size in the file, or pass images_root= where the images are",
     )
     return None if needed else (None, None)
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, shortened: a 400-digit width is named by its digit count."""
+    text = repr(value) if type(value) is not int else str(value) if value < 10**30 else ""
+    return text[:60] if text else f"an integer of {len(str(value))} digits"
 
 
 # ---------------------------------------------------------------------------- writing

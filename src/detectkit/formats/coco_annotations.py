@@ -128,18 +128,29 @@ def read_annotations(
                 got=bbox,
             )
             continue
-        if pixels:
-            width = im.width  # never 0 here: images without a size were dropped
-            height = im.height
-            x1 = x / width
-            y1 = y / height
-            x2 = (x + w) / width
-            y2 = (y + h) / height
-        else:
-            x1 = float(x)
-            y1 = float(y)
-            x2 = float(x + w)
-            y2 = float(y + h)
+        try:
+            if pixels:
+                width = im.width  # never 0 here: images without a size were dropped
+                height = im.height
+                x1 = x / width
+                y1 = y / height
+                x2 = (x + w) / width
+                y2 = (y + h) / height
+            else:
+                x1 = float(x)
+                y1 = float(y)
+                x2 = float(x + w)
+                y2 = float(y + h)
+        except OverflowError:  # an integer such as 10**400: beyond any float
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "bbox value is too large to be a coordinate; the annotation was skipped",
+                location=f"annotations[{i}] (id {aid})",
+                field="bbox",
+                expected="[x, y, width, height] numbers within the image",
+                got=[v if type(v) is float or abs(v) < 10**30 else "a huge integer" for v in bbox],
+            )
+            continue
         if 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0:
             box = trusted_model(Box, {"top_x": x1, "top_y": y1, "bottom_x": x2, "bottom_y": y2})
         else:

@@ -13,6 +13,7 @@ float is written with its exact decimal expansion, and the reader parses numbers
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from decimal import Decimal, localcontext
@@ -23,6 +24,7 @@ from urllib.parse import quote, unquote
 from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
+from detectkit.formats._common import MAX_IMAGE_SIDE, is_text
 from detectkit.images import is_remote, resolve_image_path
 from detectkit.validation import ErrorMode, ProblemCollector, ProblemKind, ValidationReport
 
@@ -132,9 +134,15 @@ def read_labelstudio(
     base = Path(images_root) if images_root is not None else file.parent
     col = ProblemCollector(errors, file=str(file))
     try:
-        tasks = json.loads(file.read_text(encoding="utf-8"), parse_float=Decimal)
-    except ValueError as exc:
-        col.add(ProblemKind.PARSE, "file is not valid JSON", got=str(exc))
+        tasks = json.loads(file.read_bytes(), parse_float=Decimal)
+    except (ValueError, RecursionError) as exc:  # bad JSON, not UTF-8, nested too deep
+        col.add(
+            ProblemKind.PARSE,
+            "file is not valid JSON",
+            expected="a UTF-8 JSON list of tasks",
+            got=f"{type(exc).__name__}: {str(exc)[:200]}",
+            hint="re-export the tasks from Label Studio",
+        )
         return LabeledDataset([], root=base), col.report()
     if isinstance(tasks, dict):
         tasks = [tasks]
@@ -228,7 +236,17 @@ def _num(value: object, where: str, col: ProblemCollector) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
         col.add(ProblemKind.BAD_VALUE, "expected a number", location=where, got=value)
         return None
-    return Decimal(value) if not isinstance(value, Decimal) else value
+    number = Decimal(value) if not isinstance(value, Decimal) else value
+    if not number.is_finite() or abs(number) > 1000:
+        col.add(
+            ProblemKind.OUT_OF_RANGE,
+            "value is not a percentage of the image",
+            location=where,
+            expected="a number in [0, 100]",
+            got=f"{number:.3g}",
+        )
+        return None
+    return number
 
 
 def _read_task(
@@ -273,14 +291,18 @@ def _read_task(
         except ValueError:
             col.add(ProblemKind.OUT_OF_RANGE, "box outside the image", location=at, got=coords)
             continue
-        score = item.get("score", default_score)
-        objects.append(
-            ObjectAnnotation(
-                label=str(labels[0]),
-                box=box,
-                score=None if score is None else float(score),
+        score = _score(item.get("score", default_score))
+        label = str(labels[0]) if type(labels[0]) is int else labels[0]
+        if not isinstance(label, str) or not label or not is_text(label) or score is False:
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "rectangle has no usable label or score",
+                location=at,
+                expected="a class name string and a score in [0, 1]",
+                got=label if score is not False else item.get("score", default_score),
             )
-        )
+            continue
+        objects.append(ObjectAnnotation(label=label, box=box, score=score))
         width = width or _whole(item.get("original_width"))
         height = height or _whole(item.get("original_height"))
     return ImageRecord(image=image, width=width, height=height, objects=tuple(objects))
@@ -289,14 +311,14 @@ def _read_task(
 def _chosen_results(task: dict[str, Any], mode: str) -> list[tuple[Any, Any]]:
     annotations = [
         a
-        for a in task.get("annotations") or []
+        for a in _list(task.get("annotations"))
         if isinstance(a, dict) and not a.get("was_cancelled")
     ]
     out: list[tuple[Any, Any]] = []
     if annotations:
         result = annotations[-1].get("result")
         out += [(r, None) for r in (result if isinstance(result, list) else [])]
-    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    predictions = [p for p in _list(task.get("predictions")) if isinstance(p, dict)]
     if predictions and (mode == "all" or (mode == "unlabeled" and not annotations)):
         result = predictions[0].get("result")
         score = predictions[0].get("score")
@@ -323,9 +345,28 @@ def _image(ref: str, base: Path, where: str, col: ProblemCollector) -> str | Non
         return None
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _score(value: object) -> float | bool | None:
+    """A score as a float, ``None`` when absent, ``False`` when unusable."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return False
+    try:
+        score = float(value)
+    except OverflowError:
+        return False
+    return score if math.isfinite(score) else False
+
+
 def _whole(value: object) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | Decimal) and value > 0 and value == int(value):
-        return int(value)
+    if isinstance(value, int) and 0 < value <= MAX_IMAGE_SIDE:
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and 0 < value <= MAX_IMAGE_SIDE:
+        return int(value) if value == int(value) else None
     return None

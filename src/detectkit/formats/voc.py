@@ -61,8 +61,10 @@ from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
 from detectkit.formats._common import (
+    MAX_IMAGE_SIDE,
     RefResolver,
     gc_paused,
+    inside_folder,
     output_ref,
     to_float,
     unique_stems,
@@ -120,6 +122,8 @@ def read_voc(
     files, default_root = _xml_files(Path(path))
     root = Path(images_root) if images_root is not None else default_root
     col = ProblemCollector(errors)
+    if Path(path).is_dir():  # the link rule: no annotation file read from outside the folder
+        files = [f for f in files if inside_folder(f, f.parent, col, what="annotation file")]
     probe = RefResolver(root, ProblemCollector("collect"))  # candidates: escapes not reported
     refs = RefResolver(root, col)
     with gc_paused():
@@ -259,14 +263,14 @@ def _image_size(
     for name in ("width", "height"):
         raw = doc.findtext(f"size/{name}")
         value = to_float(raw) if raw else None
-        if raw and (value is None or value < 0 or not value.is_integer()):
+        if raw and (value is None or value < 0 or not value.is_integer() or value > MAX_IMAGE_SIDE):
             col.add(
                 ProblemKind.BAD_VALUE,
                 "image size is not a whole number; the size is read from the image",
                 severity=Severity.WARNING,
                 file=file,
                 field=f"size/{name}",
-                expected="a positive integer",
+                expected=f"a positive integer up to {MAX_IMAGE_SIDE}",
                 got=raw,
             )
             value = None

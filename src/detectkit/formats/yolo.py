@@ -59,7 +59,9 @@ from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
 from detectkit.formats._common import (
     ANNOTATION_CLIP_TOLERANCE,
+    FolderGuard,
     gc_paused,
+    inside_folder,
     to_float,
     unique_stems,
 )
@@ -79,6 +81,9 @@ __all__ = ["read_yolo", "write_yolo"]
 #: silently. Between this and ANNOTATION_CLIP_TOLERANCE they are clipped with a warning.
 _NOISE = 1e-9
 _BOX_FIELDS = ("cx", "cy", "w", "h")
+#: Without a class file, class ids are named by number up to this many classes; a larger id
+#: (``30000000``) is an ``unknown_label`` error instead of millions of made-up names.
+MAX_UNNAMED_CLASSES = 10_000
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,12 @@ def read_yolo(
         raise NotFoundError(f"{p}: no such file or folder (expected a YOLO data set folder)")
     root, class_file = (p.parent, p) if p.is_file() else (p, None)
     col = ProblemCollector(errors)
-    classes = _read_classes(root, class_file, col)
+    guard = FolderGuard(root, col)
+    classes = _read_classes(root, class_file, col, guard)
     images_dir = root / "images" if (root / "images").is_dir() else root
+    inside_folder(images_dir, root, None, what="images/ folder")
     images = sorted(
-        (f for f in images_dir.rglob("*") if _is_image(f)),
+        (f for f in images_dir.rglob("*") if _is_image(f) and guard.check(f, what="image")),
         key=lambda f: f.relative_to(root).as_posix(),
     )
     if not images:
@@ -148,7 +155,8 @@ def read_yolo(
             labels = []
             if label_file.is_file():
                 used.add(label_file)
-                labels = _read_label_file(label_file, col)
+                if guard.check(label_file, what="label file"):
+                    labels = _read_label_file(label_file, col)
             size = _size(image, col)
             if size is not None:
                 parsed.append((image, size, labels))
@@ -162,7 +170,8 @@ def read_yolo(
             hint="add the image or delete the label file",
         )
     if classes is None:
-        top = max((lbl.class_id for _, _, labels in parsed for lbl in labels), default=-1)
+        ids = (lbl.class_id for _, _, labels in parsed for lbl in labels)
+        top = max((i for i in ids if i < MAX_UNNAMED_CLASSES), default=-1)
         classes = [str(i) for i in range(top + 1)]
         col.add(
             ProblemKind.MISSING_FIELD,
@@ -242,8 +251,9 @@ def _named(
                 location=lbl.location,
                 field="class_id",
                 expected=f"an id in 0..{len(classes) - 1} ({len(classes)} classes)",
-                got=lbl.class_id,
-                hint="fix the id, or add the class to data.yaml / classes.txt",
+                got=lbl.class_id if lbl.class_id < 10**30 else f"{lbl.class_id:.3g}",
+                hint="fix the id, or add the class to data.yaml / classes.txt (without one, "
+                f"ids up to {MAX_UNNAMED_CLASSES - 1} are named by number)",
             )
             continue
         out.append(ObjectAnnotation(label=classes[lbl.class_id], box=lbl.box, score=lbl.score))
@@ -391,10 +401,12 @@ def _unit_value(token: str, name: str, loc: str, col: ProblemCollector, file: st
 
 
 # ---------------------------------------------------------------------------- class names
-def _read_classes(root: Path, class_file: Path | None, col: ProblemCollector) -> list[str] | None:
+def _read_classes(
+    root: Path, class_file: Path | None, col: ProblemCollector, guard: FolderGuard
+) -> list[str] | None:
     """Class names from data.yaml (or another *.yaml with names), else classes.txt."""
     if class_file is not None and class_file.suffix.lower() not in (".yaml", ".yml"):
-        return _classes_txt(class_file, col)
+        return _classes_txt(class_file, col) if guard.check(class_file, what="class file") else None
     yamls = [class_file] if class_file is not None else []
     yamls += [root / "data.yaml", root / "data.yml"]
     yamls += sorted(f for f in root.glob("*.y*ml") if f.suffix.lower() in (".yaml", ".yml"))
@@ -403,11 +415,13 @@ def _read_classes(root: Path, class_file: Path | None, col: ProblemCollector) ->
         if candidate in seen or not candidate.is_file():
             continue
         seen.add(candidate)
+        if not guard.check(candidate, what="class file"):
+            continue
         names = _yaml_classes(candidate, col)
         if names is not None:
             return names
     for candidate in (root / "classes.txt", root / "labels" / "classes.txt"):
-        if candidate.is_file():
+        if candidate.is_file() and guard.check(candidate, what="class file"):
             return _classes_txt(candidate, col)
     return None
 
@@ -451,8 +465,9 @@ def _classes_txt(path: Path, col: ProblemCollector) -> list[str] | None:
     names = [line.strip() for line in lines]
     while names and not names[-1]:
         names.pop()
+    seen: set[str] = set()
     for k, name in enumerate(names, start=1):
-        if not name or name in names[: k - 1]:
+        if not name or name in seen:
             col.add(
                 ProblemKind.PARSE,
                 "class name is empty" if not name else "class name is repeated",
@@ -463,6 +478,7 @@ def _classes_txt(path: Path, col: ProblemCollector) -> list[str] | None:
                 hint="class ids are line numbers: fix the file so each line names one class",
             )
             return None
+        seen.add(name)
     return names
 
 

@@ -25,10 +25,19 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from detectkit.errors import InvalidInputError
+
+try:  # a dependency of detectkit; a saved model's environment may lack it (see load_json)
+    import msgspec
+except ImportError:  # pragma: no cover - exercised where msgspec is not installed
+    _decode: Callable[[Any], Any] | None = None
+    _FAST_REFUSED: tuple[type[BaseException], ...] = ()
+else:
+    _decode = msgspec.json.Decoder().decode
+    _FAST_REFUSED = (msgspec.DecodeError, RecursionError, UnicodeEncodeError)
 
 __all__ = [
     "BOX_KEYS",
@@ -116,21 +125,52 @@ def row_name(index: int) -> str:
     return f"request.input_data.data[{index}]"
 
 
-def load_json(text: bytes | bytearray | str) -> Any:
-    """``json.loads``, where what the standard library refuses untyped becomes a
-    :class:`json.JSONDecodeError` too: JSON nested deeper than the recursion limit, an integer
-    over Python's digit limit, text that is not UTF-8. So every caller words one error.
+def load_json(text: bytes | bytearray | memoryview | str) -> Any:
+    """Decode JSON: what ``json.loads`` returns, in about half its time.
+
+    The fast decoder (msgspec) reads every well-formed document the way the standard library
+    does: the same dicts, lists, strings, ints of any size and shortest round-trip floats,
+    ``-0.0`` included. What it refuses is handed to ``json.loads``, so every input gives the
+    result or the error it gave before: ``NaN`` and ``Infinity`` literals and ``1e400``
+    (``inf``) still decode, for the parsers to refuse as not finite; a lone surrogate
+    (``"\\ud800"``) still decodes, for the readers that write text back to refuse; a UTF-8 byte
+    order mark and UTF-16 in bytes still decode. What the standard library refuses untyped
+    becomes a :class:`json.JSONDecodeError` too: JSON nested deeper than the recursion limit,
+    an integer over Python's digit limit, text that is not UTF-8. So every caller words one
+    error, with its position.
+
+    Where msgspec is not installed (the environment of a saved MLflow model, which carries
+    this module's source), the standard library decodes everything: same results, slower.
     """
+    if _decode is not None:
+        try:
+            return _decode(text)
+        except _FAST_REFUSED:
+            pass
+    return _stdlib_loads(text)
+
+
+def _stdlib_loads(text: bytes | bytearray | memoryview | str) -> Any:
+    """``json.loads``, with its untyped refusals turned into :class:`json.JSONDecodeError`."""
+    doc = text if isinstance(text, str) else bytes(text)
     try:
-        return json.loads(text)
+        return json.loads(doc)
     except json.JSONDecodeError:
         raise
     except RecursionError:
-        reason = "nested too deeply (a scoring body is at most five levels deep)"
+        reason = "nested too deeply (more levels than Python's recursion limit)"
+        pos = 0
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 text (byte {exc.start}: {bytes(exc.object[exc.start : exc.end])!r})"
+        pos = exc.start
     except ValueError as exc:  # the int-conversion digit limit
         reason = f"a number too long to read ({' '.join(str(exc).split()[:8])} ...)"
+        pos = 0
+    if isinstance(doc, bytes) and pos:  # a line and column, counted in bytes
+        line = doc.count(b"\n", 0, pos) + 1
+        err = json.JSONDecodeError(reason, "", 0)
+        err.pos, err.lineno, err.colno = pos, line, pos - doc.rfind(b"\n", 0, pos)
+        raise err from None
     raise json.JSONDecodeError(reason, "", 0) from None
 
 
@@ -285,5 +325,5 @@ def normalize_output(output: Any, expected: int) -> list[Any]:
     answers = list(output)
     for i, item in enumerate(answers):
         if isinstance(item, dict) and isinstance(item.get("boxes"), str):
-            answers[i] = {**item, "boxes": json.loads(item["boxes"])}
+            answers[i] = {**item, "boxes": load_json(item["boxes"])}
     return answers

@@ -346,18 +346,21 @@ def _read_file(path: Path, missing: str) -> str:
     """A predictions file's text, or a typed error naming the file (and the byte offset of
     text that is not UTF-8)."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise NotFoundError(missing) from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidResponseError(
-            f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.end]!r}); "
-            "predictions files are UTF-8 JSON"
-        ) from None
     except (OSError, ValueError) as exc:  # a name too long, a folder, an embedded NUL byte
         raise InvalidInputError(
             f"{os.fspath(path)[:200]!r}: cannot read it as a predictions file "
             f"({type(exc).__name__}: {exc}); pass a file path, or the content as bytes"
+        ) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InvalidResponseError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.end]!r}, "
+            f"line {line}); predictions files are UTF-8 JSON"
         ) from None
 
 

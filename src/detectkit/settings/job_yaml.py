@@ -59,7 +59,13 @@ _KEYS = frozenset(
 #: Job fields that mean nothing on the local backend (named, then ignored, there).
 LOCAL_IGNORED = ("compute", "log_verbosity", "identity", "resources", "queue_settings")
 # TrainingRequest field -> YAML key, for error paths.
-_YAML_NAME = {"experiment": "experiment_name", "validation_size": "validation_data_size"}
+_YAML_NAME = {
+    "experiment": "experiment_name",
+    "validation_size": "validation_data_size",
+    "instance_type": "resources.instance_type",
+    "instance_count": "resources.instance_count",
+    "job_tier": "queue_settings.job_tier",
+}
 _SWITCHES = ("log_training_metrics", "log_validation_loss")
 
 
@@ -185,6 +191,7 @@ def read_job_yaml(path: str | os.PathLike[str]) -> JobSpec:
         ),
         "validation_size": data.get("validation_data_size"),
         "compute": data.get("compute"),
+        **_serverless(data, problems),
         "search_space": data.get("search_space") or (),
         "sweep": data.get("sweep"),
         "limits": data.get("limits") or {},
@@ -229,3 +236,30 @@ def read_job_yaml(path: str | os.PathLike[str]) -> JobSpec:
         log_verbosity=str(verbosity).lower() if verbosity is not None else None,
         present=tuple(str(k) for k in data),
     )
+
+
+def _serverless(data: Mapping[str, Any], problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """``resources: {instance_type, instance_count}`` and ``queue_settings: {job_tier}``, the
+    serverless compute of a job without ``compute:``."""
+    fields: dict[str, Any] = {}
+    for section, keys in (
+        ("resources", {"instance_type": "instance_type", "instance_count": "instance_count"}),
+        ("queue_settings", {"job_tier": "job_tier"}),
+    ):
+        value = data.get(section)
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            problems.append((section, f"expected a mapping, got {value!r}"))
+            continue
+        for key in value:
+            if key not in keys:
+                problems.append(
+                    (f"{section}.{key}", f"not supported for AutoML jobs (known: {sorted(keys)})")
+                )
+        for key, field in keys.items():
+            if value.get(key) is not None:
+                fields[field] = value[key]
+    if isinstance(fields.get("job_tier"), str):
+        fields["job_tier"] = fields["job_tier"].lower()
+    return fields

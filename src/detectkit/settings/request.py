@@ -101,6 +101,7 @@ __all__ = [
     "QNormal",
     "QUniform",
     "Randint",
+    "RunMetadata",
     "SearchSpace",
     "SweepSettings",
     "TrainingParameters",
@@ -137,7 +138,12 @@ class TrainingRequest(BaseModel):
         training_data: A local folder, a data asset (``azureml:name:version``) or a URI.
         validation_data: Like ``training_data``; or give ``validation_size`` instead.
         validation_size: Fraction held out for validation (service default 0.2).
-        compute: Compute cluster; required by Azure, ignored locally.
+        compute: Compute cluster (Azure; ignored locally). Or, on Azure, serverless compute:
+            leave it None and give ``instance_type``.
+        instance_type: Serverless compute's VM size (``Standard_NC6s_v3`` ...), Azure only.
+        instance_count: Serverless compute's node count (service default 1), Azure only.
+        job_tier: Serverless compute's queue tier (``spot``, ``basic``, ``standard``,
+            ``premium``), Azure only.
         models: Shorthand for the model(s) to train.
         search_space: Conditional search space entries.
         sweep: Sampling and early termination.
@@ -152,6 +158,9 @@ class TrainingRequest(BaseModel):
     validation_data: str | None = Field(default=None, min_length=1)
     validation_size: float | None = Field(default=None, gt=0, lt=1)
     compute: str | None = Field(default=None, min_length=1)
+    instance_type: str | None = Field(default=None, min_length=1)
+    instance_count: int | None = Field(default=None, ge=1)
+    job_tier: Literal["spot", "basic", "standard", "premium"] | None = None
     models: tuple[str, ...] | None = Field(default=None, min_length=1)
     search_space: tuple[SearchSpace, ...] = ()
     sweep: SweepSettings | None = None
@@ -173,6 +182,11 @@ class TrainingRequest(BaseModel):
                 raise ValueError(f"models lists {', '.join(map(repr, duplicates))} twice")
             return tuple(names)
         return value
+
+    @field_validator("job_tier", mode="before")
+    @classmethod
+    def _tier(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("search_space", mode="before")
     @classmethod
@@ -196,6 +210,17 @@ class TrainingRequest(BaseModel):
             problems.append(
                 "give validation_data or validation_size, not both "
                 "(validation_size holds out part of training_data)"
+            )
+        if self.compute is not None and self.instance_type is not None:
+            problems.append(
+                f"give compute (a cluster, got {self.compute!r}) or instance_type (serverless "
+                f"compute, got {self.instance_type!r}), not both"
+            )
+        if self.instance_type is None and (
+            self.instance_count is not None or self.job_tier is not None
+        ):
+            problems.append(
+                "instance_count and job_tier set serverless compute: give instance_type too"
             )
         if self.models is not None and self.search_space:
             problems.append(
@@ -310,6 +335,9 @@ class TrainingRequest(BaseModel):
         validation_data: str | os.PathLike[str] | None = None,
         validation_size: float | None = None,
         compute: str | None = None,
+        instance_type: str | None = None,
+        instance_count: int | None = None,
+        job_tier: str | None = None,
         models: str | Sequence[str] | None = None,
         search_space: SearchSpace
         | Mapping[str, Any]
@@ -342,6 +370,9 @@ class TrainingRequest(BaseModel):
             "validation_data": None if validation_data is None else os.fspath(validation_data),
             "validation_size": validation_size,
             "compute": compute,
+            "instance_type": instance_type,
+            "instance_count": instance_count,
+            "job_tier": job_tier,
             "models": names,
             "search_space": () if search_space is None else search_space,
             "sweep": sweep,
@@ -366,3 +397,51 @@ _TRAINING_MODELS: tuple[type[BaseModel], ...] = (
     BanditPolicy,
     TruncationSelectionPolicy,
 )
+
+
+#: AutoML's log levels (``log_verbosity``), lower-case as the job YAML writes them.
+LogVerbosity = Literal["not_set", "debug", "info", "warning", "error", "critical"]
+
+
+class RunMetadata(BaseModel):
+    """A training run's own fields, beside its settings: what an Azure job YAML's ``name``,
+    ``display_name``, ``description``, ``tags`` and ``log_verbosity`` say.
+
+    On Azure they become the job's; locally ``name`` (or ``display_name``) becomes the MLflow
+    run name, ``description`` its note and ``tags`` its tags, and ``log_verbosity`` has no
+    meaning. ``log_verbosity`` is read in any case (``Debug`` or ``debug``).
+    """
+
+    model_config = FROZEN
+
+    name: str | None = Field(None, min_length=1, max_length=255)
+    display_name: str | None = Field(None, min_length=1, max_length=255)
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    log_verbosity: LogVerbosity | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _job_name(cls, value: str | None) -> str | None:
+        if value is not None and not _JOB_NAME.match(value):
+            raise ValueError(
+                f"a job name starts with a letter or digit and holds only letters, digits, "
+                f"'-' and '_' (got {value!r}); put free text in display_name"
+            )
+        return value
+
+    @field_validator("log_verbosity", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def build(cls, **fields: Any) -> RunMetadata:
+        """Check the fields; mistakes raise :class:`~detectkit.InvalidSettingsError`."""
+        try:
+            return cls.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            raise settings_error(exc, "run settings", (cls,)) from exc
+
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,254}$")

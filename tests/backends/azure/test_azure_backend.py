@@ -12,7 +12,6 @@ import base64
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +45,7 @@ from azure_replay import (
     ReplayTransport,
     fixture,
 )
+from mlflow_sweep import sweep_store
 
 SCORE_HOST = "cards-ep.westeurope.inference.ml.azure.com"
 EP = r"/onlineEndpoints/cards-ep"
@@ -478,6 +478,34 @@ def test_dry_run_sends_nothing(project: Any, transport: ReplayTransport) -> None
     assert transport.requests == []
 
 
+def test_dry_run_carries_the_runs_own_fields(project: Any, transport: ReplayTransport) -> None:
+    job = project.train(
+        "azureml:cards:1",
+        compute="gpu-cluster",
+        models=["yolov5"],
+        name="cards-yolo-1",
+        display_name="Cards, yolov5",
+        description="one yolov5 trial",
+        tags={"team": "vision"},
+        log_verbosity="Debug",
+        dry_run=True,
+    )
+    rest = job._to_rest_object().as_dict()
+    assert rest["properties"]["displayName"] == "Cards, yolov5"
+    assert rest["properties"]["description"] == "one yolov5 trial"
+    assert rest["properties"]["tags"] == {"team": "vision"}
+    assert rest["properties"]["taskDetails"]["logVerbosity"] == "Debug"
+    assert job.name == "cards-yolo-1"
+    assert transport.requests == []
+    with pytest.raises(InvalidSettingsError, match="log_verbosity") as info:
+        project.train(
+            "azureml:cards:1", compute="g", models=["yolov5"], log_verbosity="loud", dry_run=True
+        )
+    assert "'debug'" in str(info.value)
+    with pytest.raises(InvalidSettingsError, match="display_name"):
+        project.train("azureml:cards:1", compute="g", models=["yolov5"], name="a b", dry_run=True)
+
+
 def test_submit_training(project: Any, transport: ReplayTransport) -> None:
     transport.add("PUT", r"/jobs/[^/]+$", fixture_name="job_automl_od")
     transport.add("GET", r"/computes/gpu-cluster$", status=404, body=error_body("NotFound", "x"))
@@ -490,6 +518,22 @@ def test_submit_training(project: Any, transport: ReplayTransport) -> None:
     assert training["jobInputType"] == "mltable"
     assert training["uri"].endswith("/workspaces/ws-detectkit/data/cards/versions/1")
     assert body["computeId"].endswith("/computes/gpu-cluster")
+
+
+def test_submit_on_serverless_compute(project: Any, transport: ReplayTransport) -> None:
+    transport.add("PUT", r"/jobs/[^/]+$", fixture_name="job_automl_od")
+    run = project.train(
+        "azureml:cards:1", instance_type="Standard_NC6s_v3", job_tier="Spot", models=["yolov5"]
+    )
+    assert run.name == "sweep_job_1"
+    body = transport.one("PUT", r"/jobs/[^/]+$").json()["properties"]
+    assert body.get("computeId") is None
+    assert body["resources"]["instance_type"] == "Standard_NC6s_v3"
+    assert body["queueSettings"]["job_tier"] == "spot"
+    with pytest.raises(InvalidSettingsError, match="not both"):
+        project.train("azureml:cards:1", compute="gpu", instance_type="Standard_NC6s_v3")
+    with pytest.raises(InvalidSettingsError, match="give instance_type too"):
+        project.train("azureml:cards:1", compute="gpu", job_tier="spot")
 
 
 # ---------------------------------------------------------------------- models
@@ -596,6 +640,65 @@ def test_create_dataset_uploads_one_mltable_asset(
     assert data_put["description"] == "generated cards"
 
 
+def test_create_dataset_uploads_rotated_photos_upright(
+    project: Any, transport: ReplayTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import azure.ai.ml.operations._data_operations as data_ops
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from detectkit import Box, ImageRecord, LabeledDataset, ObjectAnnotation
+
+    monkeypatch.setattr(
+        data_ops,
+        "read_remote_mltable_metadata_contents",
+        lambda **kw: (_ for _ in ()).throw(OSError("offline")),
+    )
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    stored = np.zeros((30, 40, 3), np.uint8)
+    stored[:10, :20] = (250, 20, 20)  # a red block in the stored (unrotated) pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90 degrees: 30 wide, 40 high
+    Image.fromarray(stored).save(folder / "phone.jpg", "JPEG", exif=exif.tobytes(), quality=98)
+    Image.new("RGB", (20, 20), (0, 90, 0)).save(folder / "flat.png")
+    box = Box(top_x=0.1, top_y=0.1, bottom_x=0.5, bottom_y=0.5)
+    ds = LabeledDataset(
+        [
+            ImageRecord(image=str(folder / n), objects=(ObjectAnnotation(label="a", box=box),))
+            for n in ("phone.jpg", "flat.png")
+        ],
+        ["a"],
+        root=folder,
+    )
+    transport.add("GET", r"/data/photos/versions$", body={"value": []})
+    transport.add("GET", r"/data/photos/versions/1$", status=404, body=error_body("NotFound", "x"))
+    transport.add("GET", r"/datastores$", fixture_name="datastores_default")
+    transport.add(
+        "POST", r"/datastores/workspaceblobstore/listSecrets$", fixture_name="datastore_secrets"
+    )
+    transport.add("PUT", r"blob\.core\.windows\.net/", status=201, body=b"")
+    transport.add("PUT", r"/data/photos/versions/1$", fixture_name="data_version")
+    project.datasets.create("photos", ds)
+
+    blobs = {r.path.rsplit("/", 1)[-1]: r.body for r in transport.sent("PUT", r"blob\.core")}
+    assert blobs["flat.png"] == (folder / "flat.png").read_bytes()  # upright already: as is
+    with (
+        Image.open(io.BytesIO(blobs["phone.jpg"])) as sent,
+        Image.open(folder / "phone.jpg") as src,
+    ):
+        assert sent.size == (30, 40)
+        assert sent.getexif().get(0x0112, 1) == 1
+        shown = np.asarray(ImageOps.exif_transpose(src), np.float64)
+        assert np.abs(np.asarray(sent, np.float64) - shown).mean() < 3
+    lines = [json.loads(x) for x in blobs["annotations.jsonl"].splitlines()]
+    assert [line["image_details"]["width"] for line in lines] == [30, 20]
+    tags = transport.one("PUT", r"/data/photos/versions/1$").json()["properties"]["tags"]
+    assert tags["detectkit.exif_rotated"] == "1"
+
+
 def test_create_existing_dataset_version_is_refused_before_upload(
     project: Any, transport: ReplayTransport, tmp_path: Path
 ) -> None:
@@ -698,90 +801,11 @@ def test_refused_credentials_become_authentication_error(azure_ml: None) -> None
 
 
 # ---------------------------------------------------------------------- MLflow side
-def _migrated_store(request: pytest.FixtureRequest, folder: Path) -> str:
-    """A new SQLite MLflow store in ``folder``. Creating one runs MLflow's migrations (5-10 s
-    here), so the empty, migrated file is kept in pytest's cache per MLflow version."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    db = folder / "mlflow.db"
-    cache = getattr(request.config, "cache", None)
-    cached = None
-    if cache is not None:
-        cached = Path(cache.mkdir(f"detectkit-mlflow-{mlflow.__version__}")) / "empty.db"
-        if cached.is_file():
-            shutil.copyfile(cached, db)
-            return f"sqlite:///{db}"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()  # creates the tables
-    if cached is not None:
-        partial = cached.with_suffix(f".{os.getpid()}")
-        shutil.copyfile(db, partial)
-        os.replace(partial, cached)
-    return f"sqlite:///{db}"
-
-
 @pytest.fixture(scope="module")
 def mlflow_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    """A real SQLite MLflow store shaped like an AutoML sweep: parent -> <job>_HD -> trials
-    (one with the best-child tag and an mlflow-model artifact), plus a parent with direct
-    children."""
-    from mlflow.tracking import MlflowClient
-
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = _migrated_store(request, root)
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("cards", artifact_location=(root / "artifacts").as_uri())
-
-    def run(name: str, parent: str | None = None, **tags: str) -> str:
-        all_tags = {"mlflow.parentRunId": parent} if parent else {}
-        r = client.create_run(exp, run_name=name, tags={**all_tags, **tags})
-        return str(r.info.run_id)
-
-    parent = run("sweep_job_1")
-    hd = run("sweep_job_1_HD", parent)
-    trials = []
-    for i, (model, lr, m) in enumerate(
-        [("yolov5", 0.01, 0.61), ("fasterrcnn_resnet50_fpn", 0.005, 0.74), ("yolov5", 0.002, 0.55)]
-    ):
-        tid = run(f"sweep_job_1_HD_{i}", hd)
-        client.log_param(tid, "model_name", model)
-        client.log_param(tid, "learning_rate", str(lr))
-        client.log_param(tid, "early_stopping", "True")
-        for key, value in (
-            ("mean_average_precision", m),
-            ("precision", m + 0.1),
-            ("recall", m - 0.1),
-        ):
-            client.log_metric(tid, key, value)
-        client.set_terminated(tid, "FINISHED" if i != 2 else "KILLED")
-        trials.append(tid)
-    best = trials[1]
-    model_dir = root / "model_src" / "mlflow-model"
-    (model_dir / "artifacts").mkdir(parents=True)
-    (model_dir / "MLmodel").write_text("flavors:\n  python_function: {}\n")
-    (model_dir / "artifacts" / "settings.json").write_text('{"box_score_thresh": 0.3}')
-    client.log_artifacts(best, str(model_dir), "outputs/mlflow-model")
-    labels = root / "model_src" / "labels.json"
-    labels.write_text('["clubs", "diamonds", "hearts", "spades"]')
-    client.log_artifact(best, str(labels), "train_artifacts")
-    client.set_tag(parent, "automl_best_child_run_id", best)
-
-    flat = run("automode_job")
-    flat_children = [run(f"automode_job_{i}", flat) for i in range(2)]
-    for i, cid in enumerate(flat_children):
-        client.log_metric(cid, "mean_average_precision", 0.3 + i / 10)
-    pending = run("pending_job")
-    return {
-        "uri": uri,
-        "parent": parent,
-        "trials": trials,
-        "best": best,
-        "flat": flat,
-        "flat_children": flat_children,
-        "pending": pending,
-    }
+    return sweep_store(request, tmp_path_factory.mktemp("mlflow"))
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from detectkit.settings.request import (
     QNormal,
     QUniform,
     Randint,
+    RunMetadata,
     SearchSpace,
     SweepSettings,
     TrainingParameters,
@@ -124,8 +125,10 @@ def task(job: Any) -> dict[str, Any]:
 def test_fridge_sweep_equals_the_official_yaml(aml: ModuleType, in_fixtures: Path) -> None:
     job = build_job(
         fridge_request(),
-        description="An Image Object Detection job using fridge items dataset",
-        log_verbosity="debug",
+        RunMetadata(
+            description="An Image Object Detection job using fridge items dataset",
+            log_verbosity="debug",
+        ),
     )
     loaded = aml.load_job(FRIDGE_YAML)
     assert rest(job) == rest(loaded)
@@ -199,7 +202,7 @@ def test_single_model_automode_and_model_shorthand(aml: ModuleType) -> None:
             "advanced_settings": {"apply_mosaic_for_yolo": False},
         },
     )
-    details = task(build_job(single, name="od-single"))
+    details = task(build_job(single, RunMetadata(name="od-single")))
     assert details["modelSettings"] == {
         "advancedSettings": '{"apply_mosaic_for_yolo": false}',
         "logTrainingMetrics": "Enable",

@@ -23,11 +23,13 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import SecretStr
 
+from detectkit.backends.azure.batch import AzureBatchMethods
 from detectkit.backends.azure.datasets import next_version, upload_dataset
+from detectkit.backends.azure.downloads import download_model_folder
 from detectkit.backends.azure.errors import boundary, translate_error
 from detectkit.backends.azure.jobs import build_deployment_entities, build_job
 from detectkit.backends.azure.records import (
@@ -37,7 +39,12 @@ from detectkit.backends.azure.records import (
     model_info,
     state_value,
 )
-from detectkit.backends.azure.scoring import Scorer
+from detectkit.backends.azure.runs import run_info
+from detectkit.backends.azure.scoring import (
+    Scorer,
+    deployment_concurrency,
+    serving_deployment,
+)
 from detectkit.backends.mlflow_runs import (
     BEST_CHILD_TAG,
     LABELS_ARTIFACT,
@@ -52,6 +59,7 @@ from detectkit.errors import (
     ConflictError,
     DetectkitError,
     EndpointError,
+    InvalidInputError,
     InvalidSettingsError,
     MissingDependencyError,
     NotFoundError,
@@ -62,21 +70,20 @@ from detectkit.records import (
     EndpointKeys,
     ModelInfo,
     RunInfo,
-    RunStatus,
     Trial,
 )
 
 if TYPE_CHECKING:
     from detectkit.backends.base import ModelSource
     from detectkit.dataset import LabeledDataset
-    from detectkit.settings.request import DeploymentSettings, TrainingRequest
+    from detectkit.settings.request import DeploymentSettings, RunMetadata, TrainingRequest
 
 __all__ = ["AzureBackend", "translate_error"]
 
 logger = logging.getLogger("detectkit.azure")
 
 
-class AzureBackend:
+class AzureBackend(AzureBatchMethods):
     """Work against an Azure ML workspace (use :meth:`detectkit.Project.azure`).
 
     Args:
@@ -184,35 +191,24 @@ class AzureBackend:
         ]
 
     # ================================================================== training
-    def plan_training(self, request: TrainingRequest) -> object:
-        """The ``ImageObjectDetectionJob`` that :meth:`submit_training` would submit (no HTTP)."""
-        if not request.compute:
+    def plan_training(
+        self, request: TrainingRequest, metadata: RunMetadata | None = None
+    ) -> object:
+        """The ``ImageObjectDetectionJob`` that :meth:`submit_training` would submit (no HTTP),
+        with ``metadata``'s name, display name, description, tags and log level."""
+        if not request.compute and not request.instance_type:
             raise InvalidSettingsError(
                 "compute: expected a compute cluster name (a GPU cluster such as 'gpu-cluster'), "
                 "got none; pass compute= to Project.train (create one in Azure ML studio > "
-                "Compute > Compute clusters)"
+                "Compute > Compute clusters), or instance_type= for serverless compute"
             )
-        return build_job(request)
+        return build_job(request, metadata)
 
     def submit_training(
-        self,
-        request: TrainingRequest,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        log_verbosity: str | None = None,
+        self, request: TrainingRequest, metadata: RunMetadata | None = None
     ) -> RunInfo:
-        """Submit the AutoML object detection job (with a job YAML's own name, description,
-        tags and log level); returns its first state."""
-        self.plan_training(request)  # the compute check
-        job = build_job(
-            request,
-            name=name,
-            description=description,
-            tags=dict(tags) if tags else None,
-            log_verbosity=log_verbosity,  # type: ignore[arg-type]
-        )
+        """Submit the AutoML object detection job; returns its first state."""
+        job = self.plan_training(request, metadata)
         with boundary("training job for", request.training_data):
             created = self.ml_client.jobs.create_or_update(job)
         return self._run_info(created)
@@ -304,26 +300,27 @@ class AzureBackend:
 
     # ================================================================== models
     def download_registered_model(self, name: str, version: str | None, directory: Path) -> Path:
-        """Download model ``name:version``'s files; the folder holding ``MLmodel`` becomes
-        ``directory`` (Azure writes ``<name>/<folder>/`` under the download path)."""
-        if directory.exists() and any(directory.iterdir()):
-            raise ConflictError(
-                f"{directory} already exists and is not empty; pass another directory or remove it"
-            )
+        """Download model ``name:version``'s MLflow folder so ``directory`` holds ``MLmodel``
+        (from its datastore path, or from the job's MLflow run for a job output)."""
         version = version or self.get_model(name).version
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
-            with boundary("model", asset_ref(name, version)):
-                self.ml_client.models.download(name, version, download_path=tmp)
-            found = sorted(Path(tmp).rglob("MLmodel"), key=lambda p: len(p.parts))
-            if not found:
-                raise NotFoundError(
-                    f"model {name}:{version} has no MLmodel file; it is not an MLflow model "
-                    "(register one with project.models.register(run, name))"
-                )
-            for item in found[0].parent.iterdir():
-                shutil.move(str(item), directory / item.name)
-        return directory
+        return download_model_folder(
+            self.ml_client,
+            name,
+            version,
+            directory,
+            credential=self._credential,
+            transport=self._transport,
+            mlflow_client=self._mlflow,
+        )
+
+    def export_onnx(self, name: str, version: str, path: Path) -> Path:
+        """Not done here: AutoML writes the ONNX file itself during training."""
+        raise InvalidInputError(
+            f"model {name}:{version}: detectkit exports local models only; AutoML writes "
+            "the ONNX file itself: train_artifacts/model.onnx and labels.json in the outputs "
+            "of the AutoML job's best trial (download them with `az ml job download --name "
+            "<trial job> --all` or from the job's Outputs + logs in the studio)"
+        )
 
     def register_model(
         self, source: ModelSource, name: str, *, version: str | None, description: str | None
@@ -462,14 +459,16 @@ class AzureBackend:
         """
         return self._scorer.invoke(name, body, deployment=deployment, timeout=timeout)
 
+    def endpoint_concurrency(self, name: str, deployment: str | None) -> int:
+        """Requests the deployment serves at once: instances x max concurrent per instance."""
+        deployment = deployment or serving_deployment(self.get_endpoint(name))
+        with boundary("deployment", f"{name}/{deployment}"):
+            return deployment_concurrency(self.ml_client.online_deployments.get(deployment, name))
+
     def endpoint_logs(self, name: str, *, deployment: str | None, lines: int) -> str:
         """The last ``lines`` lines of a deployment's container log (by default the deployment
         with the most traffic)."""
-        if deployment is None:
-            info = self.get_endpoint(name)
-            if not info.deployments:
-                raise NotFoundError(f"endpoint {name!r} has no deployments; deploy a model first")
-            deployment = max(info.deployments, key=lambda d: info.traffic.get(d, 0))
+        deployment = deployment or serving_deployment(self.get_endpoint(name))
         with boundary("deployment", f"{name}/{deployment}"):
             return str(
                 self.ml_client.online_deployments.get_logs(
@@ -497,41 +496,17 @@ class AzureBackend:
             self.ml_client.online_endpoints.begin_delete(name=name).result()
         self._scorer.forget(name)
 
-    # ================================================================== helpers
-    def _run_info(self, job: Any) -> RunInfo:
-        raw = state_value(job.status) if job.status is not None else None
-        status = RunStatus.parse(raw)
-        error = None
-        if status is RunStatus.FAILED:
-            error = self._job_error(job.name) or (
-                f"no error detail was recorded; open {job.studio_url}"
-                if job.studio_url
-                else "no error detail was recorded"
-            )
-        created = getattr(job.creation_context, "created_at", None)
-        return RunInfo(
-            name=job.name,
-            status=status,
-            status_raw=raw,
-            display_name=job.display_name,
-            experiment=job.experiment_name,
-            studio_url=job.studio_url,
-            error=error,
-            created_at=created,
-            tags={str(k): str(v) for k, v in (job.tags or {}).items()},
+    def score_images(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refused: batch scoring on Azure is a batch endpoint's job."""
+        raise InvalidInputError(
+            "project.score runs a model on this machine; on Azure ML score many images with a "
+            "batch endpoint (project.deploy_batch(model, endpoint, compute=...)), or pass the "
+            "MLflow model folder (registered_model.download(dir)) to project.score"
         )
 
-    def _job_error(self, name: str) -> str | None:
-        """The failed job's own error, from run history (azure-ai-ml has no public call)."""
-        try:
-            details: Any = self.ml_client.jobs._runs_operations.get_run_details(name)
-            inner: Any = details.error.error
-        except Exception as exc:  # private API: any failure only loses the detail
-            logger.debug("no run details for %s: %s", name, exc)
-            return None
-        if not getattr(inner, "message", None):
-            return None
-        return f"{inner.code}: {inner.message}" if getattr(inner, "code", None) else inner.message
+    # ================================================================== helpers
+    def _run_info(self, job: Any) -> RunInfo:
+        return run_info(self.ml_client, job)
 
     def _best_child(self, name: str, *, use_mlflow: bool = False) -> str:
         """The best trial's name: from the job's tags (no MLflow import needed), else from the

@@ -8,6 +8,7 @@ inside the functions.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from detectkit.backends.azure.records import dataset_asset, plan_uploads
 from detectkit.dataset import LabeledDataset
 from detectkit.errors import ConflictError
 from detectkit.formats.azureml import write_azureml
+from detectkit.images import image_info
 from detectkit.progress import track
 from detectkit.records import DatasetAsset
 
@@ -25,6 +27,8 @@ __all__ = ["DATASET_PREFIX", "container_client", "next_version", "upload_dataset
 
 #: Where data assets are written on the workspace's default datastore.
 DATASET_PREFIX = "detectkit/datasets"
+
+logger = logging.getLogger("detectkit.azure")
 
 
 def upload_dataset(
@@ -63,9 +67,18 @@ def upload_dataset(
         base_url = f"{workspace_url}/datastores/{store.name}/paths/{prefix}/"
         container = container_client(store, credential, transport)
         uploads, records = plan_uploads(dataset, base_url)
-        upload_files(container, [(src, f"{prefix}/{blob}") for src, blob in uploads])
         remote = LabeledDataset(records, dataset.classes)
         with tempfile.TemporaryDirectory(prefix="detectkit-") as tmp:
+            uploads, rotated = upright_images(uploads, Path(tmp) / "upright")
+            if rotated:
+                logger.warning(
+                    "%d of %d images carry an EXIF orientation: uploaded with the rotation "
+                    "applied to the pixels (tag removed), so every AutoML model sees what the "
+                    "boxes describe",
+                    rotated,
+                    len(uploads),
+                )
+            upload_files(container, [(src, f"{prefix}/{blob}") for src, blob in uploads])
             jsonl = write_azureml(remote, tmp)
             upload_files(
                 container,
@@ -84,10 +97,43 @@ def upload_dataset(
                 "detectkit.images": str(len(dataset)),
                 "detectkit.boxes": str(dataset.num_boxes),
                 "detectkit.classes": ",".join(dataset.classes),
+                **({"detectkit.exif_rotated": str(rotated)} if rotated else {}),
             },
         )
         created = ml_client.data.create_or_update(data)
     return dataset_asset(created)
+
+
+def upright_images(
+    uploads: list[tuple[Path, str]], folder: Path
+) -> tuple[list[tuple[Path, str]], int]:
+    """Replace every image with an EXIF orientation other than 1 by an upright copy in
+    ``folder`` (pixels rotated as a viewer shows them, the orientation tag removed).
+
+    detectkit's boxes describe the displayed image. AutoML's YOLO applies the EXIF orientation
+    when it loads an image, its Faster R-CNN and RetinaNet do not: uploading upright pixels
+    makes both see the image the boxes were drawn on. Returns the new list and the count.
+    """
+    from PIL import Image, ImageOps
+
+    out: list[tuple[Path, str]] = []
+    rotated = 0
+    for src, blob in uploads:
+        if image_info(src).orientation in (1, 0):
+            out.append((src, blob))
+            continue
+        target = folder / blob
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(src) as im:
+            fmt = im.format or "PNG"
+            upright = ImageOps.exif_transpose(im)
+            options: dict[str, Any] = {"exif": upright.getexif().tobytes()}
+            if fmt == "JPEG":
+                options.update(quality=95, subsampling=0)
+            upright.save(target, format=fmt, **options)
+        out.append((target, blob))
+        rotated += 1
+    return out, rotated
 
 
 def next_version(existing: Any) -> str:

@@ -8,15 +8,11 @@ including the endpoint key.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timezone
 
 from pydantic import SecretStr
 
@@ -30,13 +26,20 @@ from detectkit.errors import (
     NotFoundError,
     QuotaError,
 )
+from detectkit.scoring.chunks import MAX_RETRIES, MAX_RETRY_DELAY, RETRY_STATUSES, retry_delay
 
-__all__ = ["boundary", "endpoint_error", "retry_delay", "translate_error"]
+__all__ = [
+    "MAX_RETRIES",
+    "MAX_RETRY_DELAY",
+    "RETRY_STATUSES",
+    "boundary",
+    "endpoint_error",
+    "retry_delay",
+    "translate_error",
+]
 
-#: Scoring answers retried with backoff (rate limited, busy), and how often.
-RETRY_STATUSES = (429, 503)
-MAX_RETRIES = 3
-MAX_RETRY_DELAY = 60.0
+# The retry policy (which answers, how often, how long) is shared with the local backend:
+# it lives in detectkit.scoring.chunks and is re-exported here.
 
 _ENDPOINT_HINTS: dict[int, str] = {
     400: "the scoring script refused the request: check the images are JPEG or PNG and read "
@@ -169,29 +172,3 @@ def redact(text: str, secret: str) -> str:
         for spelling in {secret, json.dumps(secret)[1:-1], secret.replace("/", "\\/")}:
             text = text.replace(spelling, "**********")
     return _BEARER.sub(r"\1**********", text)
-
-
-def retry_delay(headers: Mapping[str, str], attempt: int) -> float:
-    """Seconds to wait: ``Retry-After`` (seconds or an HTTP date) or 1, 2, 4 ... s.
-
-    A value that is neither (``soon``, ``nan``, a negative or endless number) falls back to
-    the backoff, so a bad header never stops the retry loop.
-    """
-    backoff = min(2.0**attempt, MAX_RETRY_DELAY)
-    lower = {k.lower(): v for k, v in headers.items()}
-    value = (lower.get("retry-after") or "").strip()
-    if not value:
-        return backoff
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return backoff
-        if when.tzinfo is None:  # an HTTP date is GMT
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return MAX_RETRY_DELAY if seconds == math.inf else backoff
-    return min(max(seconds, 0.0), MAX_RETRY_DELAY)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from detectkit.errors import InvalidSettingsError, MissingDependencyError
 from detectkit.settings.request import (
@@ -28,6 +28,7 @@ from detectkit.settings.request import (
     QNormal,
     QUniform,
     Randint,
+    RunMetadata,
     SearchSpace,
     TrainingRequest,
     Uniform,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["build_deployment_entities", "build_job", "data_input_path", "model_reference"]
 
-LogVerbosity = Literal["not_set", "debug", "info", "warning", "error", "critical"]
 
 # An asset reference without the "azureml:" prefix: "name:version" or "name@latest".
 _ASSET = re.compile(r"^[A-Za-z0-9][\w.\-]*(:[\w.\-]+|@latest)$")
@@ -151,12 +151,7 @@ def _policy(request: TrainingRequest) -> Any:
 
 
 def build_job(
-    request: TrainingRequest,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    tags: dict[str, str] | None = None,
-    log_verbosity: LogVerbosity | None = None,
+    request: TrainingRequest, metadata: RunMetadata | None = None
 ) -> ImageObjectDetectionJob:
     """The AutoML object-detection job for ``request``, ready for ``jobs.create_or_update``.
 
@@ -166,19 +161,18 @@ def build_job(
 
     Args:
         request: The checked training request.
-        name: Job name; Azure generates one when ``None``.
-        description: Job description.
-        tags: Job tags.
-        log_verbosity: Log level of the AutoML run (service default ``info``).
+        metadata: The job's name (Azure generates one when unset), display name, description,
+            tags and AutoML log level (service default ``info``).
 
     Raises:
         InvalidSettingsError: No compute, a model Azure AutoML does not train, a per-trial
             timeout (not supported by AutoML image jobs), or a bad data reference.
     """
-    if request.compute is None:
+    if request.compute is None and request.instance_type is None:
         raise InvalidSettingsError(
             "compute: Azure training needs a GPU compute cluster (expected a cluster name such "
-            "as 'gpu-cluster', got None); create one in the workspace and pass compute=..."
+            "as 'gpu-cluster', got None); create one in the workspace and pass compute=..., "
+            "or use serverless compute with instance_type='Standard_NC6s_v3'"
         )
     if request.limits.trial_timeout_minutes is not None:
         raise InvalidSettingsError(
@@ -187,6 +181,7 @@ def build_job(
             "the whole job"
         )
     validate_models(request.model_names(), AZURE_MODELS, "azure")
+    meta = metadata or RunMetadata()
     training = data_input_path(request.training_data)
     validation = request.validation_data
     if validation is not None:
@@ -204,13 +199,24 @@ def build_job(
         if validation is None
         else Input(type="mltable", path=_asset_path(validation)),
         validation_data_size=request.validation_size,
-        compute=request.compute.removeprefix("azureml:"),
+        compute=None if request.compute is None else request.compute.removeprefix("azureml:"),
         experiment_name=request.experiment,
-        name=name,
-        description=description,
-        tags=tags,
-        **({"log_verbosity": log_verbosity} if log_verbosity else {}),
+        name=meta.name,
+        display_name=meta.display_name,
+        description=meta.description,
+        tags=dict(meta.tags) or None,
+        **({"log_verbosity": meta.log_verbosity} if meta.log_verbosity else {}),
     )
+    if request.instance_type is not None:  # serverless compute, as load_job reads it
+        from azure.ai.ml.entities import JobResourceConfiguration, QueueSettings
+
+        resources = JobResourceConfiguration(instance_type=request.instance_type)
+        if request.instance_count is not None:
+            resources.instance_count = request.instance_count
+        target: Any = job  # azure-ai-ml types these as its REST models; it takes the entities
+        target.resources = resources
+        if request.job_tier is not None:
+            target.queue_settings = QueueSettings(job_tier=request.job_tier)
     # only what the user set, as load_job does: the service applies its own defaults
     given = request.limits.model_dump(
         include={"max_trials", "max_concurrent_trials", "timeout_minutes"},

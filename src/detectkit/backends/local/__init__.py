@@ -21,27 +21,32 @@ MLflow, torch and torchvision are imported inside the methods.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
+from detectkit.backends.local import onnx_runtime
 from detectkit.backends.local.assets import LocalAssets
 from detectkit.backends.local.endpoints import LocalEndpoints
 from detectkit.backends.local.models import LOCAL_MODELS, ensure_backbone_weights, import_torch
+from detectkit.backends.local.owner import owner_tags
 from detectkit.backends.local.runs import LocalRuns, log_request, mlflow_errors
+from detectkit.backends.local.score import score_images
 from detectkit.backends.local.sweep import plan_trials, run_training
 from detectkit.backends.local.train import trial_config
 from detectkit.backends.mlflow_runs import quiet_mlflow
 from detectkit.dataset import LabeledDataset
 from detectkit.errors import InvalidInputError
 from detectkit.records import DatasetAsset, EndpointInfo, EndpointKeys, ModelInfo, RunInfo, Trial
-from detectkit.settings.request import validate_models
+from detectkit.settings.request import RunMetadata, validate_models
 
 if TYPE_CHECKING:
     from detectkit.backends.base import ModelSource
+    from detectkit.batch import BatchEndpointInfo
+    from detectkit.records import ScoreResult
     from detectkit.settings.request import DeploymentSettings, TrainingParameters, TrainingRequest
 
 __all__ = ["LocalBackend", "TrainingPlan"]
@@ -152,7 +157,9 @@ class LocalBackend:
         return self.assets.load(reference)
 
     # ================================================================== training
-    def plan_training(self, request: TrainingRequest) -> TrainingPlan:
+    def plan_training(
+        self, request: TrainingRequest, metadata: RunMetadata | None = None
+    ) -> TrainingPlan:
         """Check ``request`` for this backend and list its trials, without training.
 
         Raises:
@@ -171,18 +178,13 @@ class LocalBackend:
         )
 
     def submit_training(
-        self,
-        request: TrainingRequest,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        log_verbosity: str | None = None,
+        self, request: TrainingRequest, metadata: RunMetadata | None = None
     ) -> RunInfo:
         """Train now, in this process, and return the finished run.
 
-        ``name`` becomes the MLflow run name, ``description`` its note and ``tags`` its tags;
-        ``log_verbosity`` (an AutoML log level) has no meaning here and is ignored.
+        ``metadata``: its ``name`` (or else ``display_name``) becomes the MLflow run name,
+        ``description`` its note and ``tags`` its tags; ``log_verbosity`` (an AutoML log level)
+        has no meaning here and is ignored.
 
         The validation set is ``request.validation_data``, or a seeded stratified
         ``validation_size`` share (default 0.2) of the training data
@@ -193,6 +195,7 @@ class LocalBackend:
             InvalidSettingsError: See :meth:`plan_training`.
             NotFoundError: The data, or pretrained weights that cannot be downloaded.
         """
+        meta = metadata or RunMetadata()
         plan = self.plan_training(request)
         train, val = self._training_data(request)
         for model in sorted({c.model_name for c in map(trial_config, plan.trials) if c.pretrained}):
@@ -202,11 +205,12 @@ class LocalBackend:
         with mlflow_errors("training run"):
             parent = client.create_run(
                 experiment_id,
-                run_name=name,
+                run_name=meta.name or meta.display_name,
                 tags={
-                    **(dict(tags) if tags else {}),
-                    **({"mlflow.note.content": description} if description else {}),
+                    **meta.tags,
+                    **({"mlflow.note.content": meta.description} if meta.description else {}),
                     "detectkit.backend": "local",
+                    **owner_tags(),
                     "detectkit.mode": request.mode,
                     "detectkit.training_data": request.training_data,
                 },
@@ -311,6 +315,10 @@ class LocalBackend:
         """Copy a registered version's MLflow model folder into ``directory``."""
         return self.runs.download_registered_model(name, version, directory)
 
+    def export_onnx(self, name: str, version: str, path: Path) -> Path:
+        """Export a registered version to ONNX (see backends/local/onnx_runtime.py)."""
+        return onnx_runtime.export_onnx(self.model_path(self.get_model(name, version)), path)
+
     def model_path(self, model: ModelInfo) -> Path:
         """The local MLflow model folder of a registered version."""
         return self.runs.model_path(model)
@@ -345,6 +353,10 @@ class LocalBackend:
         """POST a scoring request; return the answer body."""
         return self.endpoints.invoke(name, body, deployment=deployment, timeout=timeout)
 
+    def endpoint_concurrency(self, name: str, deployment: str | None) -> int:
+        """The endpoint's server processes (each scores one request at a time)."""
+        return self.endpoints.endpoint_concurrency(name, deployment)
+
     def endpoint_logs(self, name: str, *, deployment: str | None, lines: int) -> str:
         """The last lines of the server log."""
         return self.endpoints.endpoint_logs(name, deployment=deployment, lines=lines)
@@ -356,3 +368,68 @@ class LocalBackend:
     def delete_endpoint(self, name: str) -> None:
         """Stop the server and remove the endpoint."""
         self.endpoints.delete_endpoint(name)
+
+    # ================================================================== batch scoring
+    def score_images(
+        self,
+        model: str,
+        version: str | None,
+        images: Sequence[str] | str,
+        *,
+        out: Path,
+        processes: int | None,
+        batch_size: int,
+        resume: bool,
+        overwrite: bool,
+        runtime: str,
+        progress: bool | None,
+    ) -> ScoreResult:
+        """Score images (paths, or a data asset reference) with a registered model in
+        worker processes (see :mod:`~detectkit.backends.local.score`)."""
+        path = self.model_path(self.get_model(model, version))
+        if isinstance(images, str):
+            images = [record.image for record in self.load_dataset(images)]
+        return score_images(
+            path,
+            images,
+            out=out,
+            processes=processes,
+            batch_size=batch_size,
+            resume=resume,
+            overwrite=overwrite,
+            runtime=runtime,
+            progress=progress,
+        )
+
+    # ================================================================== batch endpoints
+    def deploy_batch(self, *args: object, **kwargs: object) -> NoReturn:
+        """Refused: batch endpoints are Azure ML's; locally use ``project.score``."""
+        raise InvalidInputError(_NO_BATCH_ENDPOINTS)
+
+    def get_batch_endpoint(self, name: str) -> NoReturn:
+        """Refused: there are no batch endpoints on this machine."""
+        raise InvalidInputError(_NO_BATCH_ENDPOINTS)
+
+    def list_batch_endpoints(self) -> list[BatchEndpointInfo]:
+        """None: batch endpoints are Azure ML's."""
+        return []
+
+    def submit_batch_job(self, *args: object, **kwargs: object) -> NoReturn:
+        """Refused: batch endpoints are Azure ML's; locally use ``project.score``."""
+        raise InvalidInputError(_NO_BATCH_ENDPOINTS)
+
+    def get_batch_job(self, name: str) -> NoReturn:
+        """Refused: there are no batch jobs on this machine."""
+        raise InvalidInputError(_NO_BATCH_ENDPOINTS)
+
+    def download_batch_output(self, *args: object, **kwargs: object) -> NoReturn:
+        """Refused: there are no batch jobs on this machine."""
+        raise InvalidInputError(_NO_BATCH_ENDPOINTS)
+
+
+_NO_BATCH_ENDPOINTS = (
+    "batch endpoints are an Azure ML feature (Project.azure(...)); on this machine score a "
+    "folder or data asset with project.score(model, data, out='predictions.jsonl') "
+    "(detectkit score MODEL DATA --out predictions.jsonl), which writes the same batch output "
+    "lines"
+)

@@ -26,10 +26,11 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectkit.backends.local import onnx_runtime
 from detectkit.errors import DetectkitError, InvalidInputError, NotFoundError, missing_dependency
 from detectkit.images import image_info
 from detectkit.scoring.contract import (
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_INPUT_DATA",
+    "RUNTIMES",
     "ModelRunner",
     "ScoringRequestError",
     "ServerOptions",
@@ -86,6 +88,9 @@ class ServerOptions(BaseModel):
             no more is allowed for a torch model there: a forked torch thread pool hangs);
             with one process, the CPUs less one for the event loop, shared by the workers.
         access_log: Log one line per request.
+        runtime: ``"torch"`` (default: the MLflow model as saved), ``"onnx"`` (ONNX Runtime;
+            SSD local models, exported on first use and cached) or ``"auto"`` (ONNX Runtime
+            when installed and the model can use it): see :func:`load_model`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -99,6 +104,7 @@ class ServerOptions(BaseModel):
     workers: int | None = Field(default=None, ge=0)
     threads: int | None = Field(default=None, ge=1)
     access_log: bool = False
+    runtime: Literal["auto", "torch", "onnx"] = "torch"
 
 
 class ScoringRequestError(DetectkitError):
@@ -174,9 +180,11 @@ class ModelRunner:
     """Calls a loaded pyfunc on base64 images: one DataFrame, one ``predict``, one answer each.
 
     Args:
-        model: A loaded ``mlflow.pyfunc.PyFuncModel`` (anything with ``predict(DataFrame)``).
-        threads: ``torch.set_num_threads`` value when the model uses torch (default: one less
-            than the CPUs this process may use, at least 1).
+        model: What :func:`load_model` returns: an ``mlflow.pyfunc.PyFuncModel`` or an
+            ONNX Runtime model (anything with ``predict(DataFrame)``).
+        threads: ``torch.set_num_threads`` value when the model uses torch, or the ONNX
+            Runtime session's intra-op threads (default: one less than the CPUs this
+            process may use, at least 1).
     """
 
     def __init__(self, model: Any, *, threads: int | None = None) -> None:
@@ -185,16 +193,26 @@ class ModelRunner:
         self._model = model
         self._frame = pd.DataFrame
         self._series = pd.Series
-        self._torch = sys.modules.get("torch")
+        # an ONNX Runtime model (runtime "onnx") sets its own session threads
+        self._onnx = getattr(model, "runtime", None) == "onnx"
+        self._torch = None if self._onnx else sys.modules.get("torch")
         # one core stays with the event loop (HTTP, JSON, base64); a torch pool as large
         # as the machine spins against it (measured 2-10x slower on 2 busy cores)
         self._threads = threads or max(cpu_count() - 1, 1)
         self.set_threads()
 
     def set_threads(self) -> None:
-        """Apply the torch thread count to this process (again after a fork)."""
-        if self._torch is not None:
+        """Apply the thread count to this process (again after a fork): torch's, or the
+        ONNX Runtime session's intra-op threads."""
+        if self._onnx:
+            self._model.set_threads(self._threads)
+        elif self._torch is not None:
             self._torch.set_num_threads(self._threads)
+
+    @property
+    def runtime(self) -> str:
+        """``"onnx"`` for an ONNX Runtime model, else ``"torch"``."""
+        return "onnx" if self._onnx else "torch"
 
     @property
     def uses_torch(self) -> bool:
@@ -212,19 +230,47 @@ class ModelRunner:
         return normalize_output(output, len(images))
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
-    """Load an MLflow model folder with ``mlflow.pyfunc.load_model``.
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def load_model(
+    path: str | os.PathLike[str], *, runtime: str = "torch", threads: int | None = None
+) -> Any:
+    """Load an MLflow model folder for :class:`ModelRunner`.
+
+    Args:
+        path: The MLflow model folder.
+        runtime: ``"torch"`` (default, what callers that do not choose get):
+            ``mlflow.pyfunc.load_model``. ``"onnx"``: an ONNX Runtime
+            session (:mod:`detectkit.backends.local.onnx_runtime`) of the folder's
+            ``artifacts/model.onnx``, or of an export of a local model, cached. ``"auto"``:
+            ONNX Runtime when it is installed and the folder has or can export an ONNX
+            model (a local model), else torch.
+        threads: ONNX Runtime intra-op threads (default 1; :class:`ModelRunner` applies
+            its own count). torch threads are set by :class:`ModelRunner`.
 
     Raises:
-        NotFoundError: The folder or its ``MLmodel`` file does not exist.
-        MissingDependencyError: MLflow is not installed.
+        NotFoundError: The folder or its ``MLmodel`` file does not exist; with
+            ``runtime="onnx"``, the folder has no ONNX model and cannot export one.
+        MissingDependencyError: MLflow is not installed; with ``runtime="onnx"``,
+            onnxruntime is not installed.
+        InvalidInputError: ``runtime`` is not one of ``"auto"``, ``"torch"``, ``"onnx"``.
     """
+    if runtime not in RUNTIMES:
+        raise InvalidInputError(f"runtime: expected one of {list(RUNTIMES)}, got {runtime!r}")
     folder = Path(path)
     if not (folder / "MLmodel").is_file():
         raise NotFoundError(
             f"{folder}: not an MLflow model folder (no MLmodel file); pass the folder that "
             "run.download_model() or mlflow.pyfunc.save_model() wrote"
         )
+    if runtime == "onnx" or (runtime == "auto" and onnx_runtime.usable(folder)):
+        try:
+            return onnx_runtime.load_onnx_model(folder, threads=threads or 1)
+        except Exception as exc:
+            if runtime == "onnx":
+                raise
+            logger.warning("ONNX Runtime not used for %s (%s); using torch", folder, exc)
     try:
         import mlflow.pyfunc
     except ImportError as exc:

@@ -18,6 +18,10 @@ An endpoint has one deployment locally: its traffic is ``{deployment: 100}``, an
 meaning on one machine (instance type and count, probes) are ignored;
 ``request_timeout_ms`` becomes the server's per-request timeout (408 past it) and
 ``environment_variables`` are set in the server's environment.
+
+:meth:`LocalEndpoints.invoke` is the one retry layer of local scoring: 429 and 503 answers
+and reset connections (a server process restarting) are retried with the backoff of
+:mod:`detectkit.scoring.chunks`, honouring ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from detectkit.backends.local.app import ServerOptions
+from detectkit.backends.local.app import ServerOptions, cpu_count
 from detectkit.backends.local.processes import (
     SERVER_MODULE,
     alive,
@@ -56,6 +60,7 @@ from detectkit.errors import (
     OperationTimeoutError,
 )
 from detectkit.records import EndpointInfo, EndpointKeys, ModelInfo
+from detectkit.scoring.chunks import MAX_RETRIES, RETRY_STATUSES, retry_delay
 
 if TYPE_CHECKING:
     from detectkit.settings.request import DeploymentSettings
@@ -68,6 +73,8 @@ START_TIMEOUT = 180.0
 STOP_TIMEOUT = 10.0
 _HOST = "127.0.0.1"
 _LOG_ROTATE_BYTES = 8 << 20
+#: Larger requests get a connection each, so that they spread over the server processes.
+_FRESH_CONNECTION_BYTES = 256 << 10
 
 _HINTS: dict[int, str] = {
     400: "the request does not follow the scoring contract; the message names the field",
@@ -100,6 +107,7 @@ class EndpointRecord(BaseModel):
     created: datetime
     updated: datetime
     request_timeout_s: float = 90.0
+    processes: int = Field(default=1, ge=1)
 
     @property
     def scoring_uri(self) -> str:
@@ -116,6 +124,7 @@ class LocalEndpoints:
         start_timeout: Seconds ``deploy`` waits for a server to become healthy.
         options: How the servers take requests (body limit, batching, model threads); the
             request timeout comes from each deploy's ``DeploymentSettings``.
+        sleep: Waits between retried calls.
     """
 
     def __init__(
@@ -125,8 +134,10 @@ class LocalEndpoints:
         *,
         start_timeout: float = START_TIMEOUT,
         options: ServerOptions | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.root = Path(root)
+        self._sleep = sleep
         self._resolve_model = resolve_model
         self._start_timeout = start_timeout
         self._options = options or ServerOptions()
@@ -179,6 +190,8 @@ class LocalEndpoints:
             created=old.created if old else now,
             updated=now,
             request_timeout_s=timeout_s,
+            processes=self._options.processes
+            or (min(cpu_count(), 4) if hasattr(os, "fork") else 1),
         )
         self._write_record(record)
         if old is not None and old.pid != pid:
@@ -256,6 +269,9 @@ class LocalEndpoints:
     ) -> bytes:
         """POST ``body`` to the endpoint's ``/score`` with its key; return the answer body.
 
+        429 and 503 answers and reset connections are retried up to ``MAX_RETRIES`` times with
+        exponential backoff (honouring ``Retry-After``). Safe to call from several threads.
+
         Raises:
             NotFoundError: No such endpoint, or it has no deployment ``deployment``.
             EndpointError: The server answered an error status (with a hint), or is not
@@ -264,37 +280,66 @@ class LocalEndpoints:
         """
         record = self._records.get(name) or self._require(name)
         _check_deployment(record, deployment)
+        retries = 0
+        while True:
+            try:
+                status, answer_headers, content = self._attempt(record, body, timeout)
+            except ConnectionResetError as exc:
+                record = self._require(name)  # redeployed on another port meanwhile?
+                if retries >= MAX_RETRIES:
+                    raise self._not_running(record, exc) from exc
+                self._sleep(retry_delay({}, retries))
+                retries += 1
+                continue
+            if status in RETRY_STATUSES and retries < MAX_RETRIES:
+                self._sleep(retry_delay(answer_headers, retries))
+                retries += 1
+                continue
+            if status == 200:
+                return content
+            raise _endpoint_error(name, status, content, retries=retries)
+
+    def endpoint_concurrency(self, name: str, deployment: str | None = None) -> int:
+        """Requests the endpoint scores at once: its server processes (one model call each)."""
+        record = self._records.get(name) or self._require(name)
+        _check_deployment(record, deployment)
+        return record.processes
+
+    def _attempt(
+        self, record: EndpointRecord, body: bytes, timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One POST (again with fresh keys after a 401, or at the record's new port after a
+        refused connection)."""
+        name = record.name
         headers = {
             "Authorization": f"Bearer {self._key(name)}",
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
         try:
-            status, content = self._post(record, body, headers, timeout)
-            if status == 401:  # keys.json replaced (endpoint deleted and created again)?
+            answer = self._post(record, body, headers, timeout)
+            if answer[0] == 401:  # keys.json replaced (endpoint deleted and created again)?
                 self._local.keys = {}
                 headers["Authorization"] = f"Bearer {self._key(name)}"
-                status, content = self._post(record, body, headers, timeout)
-        except (ConnectionRefusedError, ConnectionResetError) as exc:
+                answer = self._post(record, body, headers, timeout)
+        except ConnectionRefusedError as exc:
             fresh = self._require(name)  # redeployed on another port by another process?
             if fresh.port == record.port:
                 raise self._not_running(fresh, exc) from exc
             try:
-                status, content = self._post(fresh, body, headers, timeout)
+                answer = self._post(fresh, body, headers, timeout)
             except OSError as again:
                 raise self._not_running(fresh, again) from again
         except TimeoutError as exc:
             raise OperationTimeoutError(
                 f"endpoint {name!r} did not answer within {timeout:g} s; pass a larger "
-                "timeout= or send fewer images per call"
+                "timeout= or send fewer images per call (batch_size=)"
             ) from exc
-        if status == 200:
-            return content
-        raise _endpoint_error(name, status, content)
+        return answer
 
     def _post(
         self, record: EndpointRecord, body: bytes, headers: dict[str, str], timeout: float
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, dict[str, str], bytes]:
         """One POST over this thread's kept-alive connection (reconnecting once when the
         server closed it)."""
         connections: _Connections | None = getattr(self._local, "connections", None)
@@ -326,10 +371,10 @@ class LocalEndpoints:
                 conn.close()
                 connections.pop(address, None)
                 raise
-            if response.will_close:
+            if response.will_close or len(body) > _FRESH_CONNECTION_BYTES:
                 conn.close()
                 connections.pop(address, None)
-            return response.status, content
+            return response.status, dict(response.getheaders()), content
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ helpers
@@ -543,11 +588,13 @@ def _check_deployment(record: EndpointRecord, deployment: str | None) -> None:
         )
 
 
-def _endpoint_error(name: str, status: int, content: bytes) -> EndpointError:
+def _endpoint_error(name: str, status: int, content: bytes, *, retries: int = 0) -> EndpointError:
     text = content.decode("utf-8", "replace").strip()
     with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
         text = str(json.loads(text)["error"]["message"])
     shown = " ".join(text.split())[:500] or "(empty body)"
+    if status in RETRY_STATUSES and retries:
+        shown += f" (still {status} after {retries} retries)"
     return EndpointError(
         f"endpoint {name!r} answered: {shown}", status_code=status, hint=_HINTS.get(status)
     )

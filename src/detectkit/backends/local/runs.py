@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from detectkit.backends.local.assets import next_number
+from detectkit.backends.local.owner import owner_gone
 from detectkit.backends.mlflow_runs import (
     BEST_CHILD_TAG,
     LABELS_ARTIFACT,
@@ -82,6 +83,7 @@ class LocalRuns:
             status=status,
             status_raw=run.info.status,
             display_name=run.info.run_name,
+            description=tags.get("mlflow.note.content") or None,
             experiment=experiment.name if experiment is not None else None,
             studio_url=None,
             error=error,
@@ -138,7 +140,7 @@ class LocalRuns:
         with mlflow_errors("run", name):
             children = child_runs(self.client, run.info.experiment_id, run.info.run_id)
         children.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
-        return [trial_from_run(r, best) for r in children]
+        return [trial_from_run(self.settle(r), best) for r in children]
 
     def best_trial(self, name: str) -> Trial | None:
         """The trial named by the run's ``automl_best_child_run_id`` tag."""
@@ -337,7 +339,26 @@ class LocalRuns:
             return str(client.create_experiment(name, artifact_location=location))
 
     def run(self, name: str) -> Any:
-        """The MLflow run with id or run name ``name``."""
+        """The MLflow run with id or run name ``name`` (settled: see :meth:`settle`)."""
+        return self.settle(self._find(name))
+
+    def settle(self, run: Any) -> Any:
+        """Mark a run that reads ``Running`` but whose owning process is gone as ``Failed``
+        (tag ``detectkit.error``: "the process that ran it stopped ..."); returns the run as
+        it now reads. Runs of other hosts, or without owner tags, are left as they are."""
+        status = RunStatus.parse(run.info.status)
+        if status.is_terminal:
+            return run
+        reason = owner_gone(run.data.tags)
+        if reason is None:
+            return run
+        client = self.client
+        with mlflow_errors("run", run.info.run_id):
+            client.set_tag(run.info.run_id, "detectkit.error", reason)
+            client.set_terminated(run.info.run_id, "FAILED")
+            return client.get_run(run.info.run_id)
+
+    def _find(self, name: str) -> Any:
         client = self.client
         try:
             return client.get_run(name)

@@ -115,8 +115,9 @@ def serve_forever(
     opts = options or ServerOptions()
     accepted = [k for k in (key, *keys) if k]
     started = time.monotonic()
-    model = load_model(model_path)
-    opts = _resolve_options(opts, torch_model="torch" in sys.modules)
+    model = load_model(model_path, runtime=opts.runtime)
+    onnx = getattr(model, "runtime", None) == "onnx"
+    opts = _resolve_options(opts, torch_model="torch" in sys.modules and not onnx)
     workers = opts.workers or 0
     processes = opts.processes or 1
     threads = opts.threads or 1
@@ -127,7 +128,9 @@ def serve_forever(
         time.monotonic() - started,
         processes,
         f"{workers} model thread(s)" if workers else "the model on the event loop",
-        f"inference_mode, {threads} threads each" if runner.uses_torch else "not used",
+        f"inference_mode, {threads} threads each"
+        if runner.uses_torch
+        else f"not used (runtime {runner.runtime})",
     )
     try:
         import uvicorn
@@ -349,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument("--runtime", choices=["auto", "torch", "onnx"], default=defaults.runtime)
     args = parser.parse_args(argv)
     if args.detach and hasattr(os, "fork"):
         child = os.fork()
@@ -369,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         threads=args.threads,
         access_log=args.access_log,
+        runtime=args.runtime,
     )
     try:
         serve_forever(

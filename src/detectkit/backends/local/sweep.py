@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detectkit.backends.local.models import ensure_backbone_weights, import_torch
+from detectkit.backends.local.owner import owner_tags
 from detectkit.backends.local.train import (
     EpochRecord,
     Terminate,
@@ -270,6 +271,7 @@ def run_training(
                 "mlflow.runName": f"{_run_name(client, parent_run_id)}_{index}",
                 "detectkit.trial_index": str(index),
                 "detectkit.model_name": config.model_name,
+                **owner_tags(),
             },
         )
         trial_id = child.info.run_id
