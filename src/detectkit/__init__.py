@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "EndpointKeys": "detectkit.resources",
     "EvaluationReport": "detectkit.evaluation",
     "ImageRecord": "detectkit.dataset",
+    "ImageFailure": "detectkit.scoring.chunks",
     "InvalidAnnotationError": "detectkit.errors",
     "InvalidInputError": "detectkit.errors",
     "InvalidResponseError": "detectkit.errors",
@@ -49,6 +50,7 @@ _LAZY: dict[str, str] = {
     "ObjectAnnotation": "detectkit.dataset",
     "OperationTimeoutError": "detectkit.errors",
     "Prediction": "detectkit.prediction",
+    "PredictionBatch": "detectkit.scoring.chunks",
     "ProbeSettings": "detectkit.settings",
     "Problem": "detectkit.validation",
     "ProblemKind": "detectkit.validation",
@@ -81,6 +83,7 @@ _LAZY: dict[str, str] = {
     "image_size": "detectkit.images",
     "parse_batch_output": "detectkit.scoring",
     "parse_response": "detectkit.scoring",
+    "rank_for_labeling": "detectkit.ranking",
     "read_azureml": "detectkit.formats.azureml",
     "read_coco": "detectkit.formats.coco",
     "read_dataset": "detectkit.formats",
@@ -110,6 +113,7 @@ __all__ = [
     "EndpointError",
     "EndpointKeys",
     "EvaluationReport",
+    "ImageFailure",
     "ImageRecord",
     "InvalidAnnotationError",
     "InvalidInputError",
@@ -126,6 +130,7 @@ __all__ = [
     "ObjectAnnotation",
     "OperationTimeoutError",
     "Prediction",
+    "PredictionBatch",
     "ProbeSettings",
     "Problem",
     "ProblemKind",
@@ -159,6 +164,7 @@ __all__ = [
     "image_size",
     "parse_batch_output",
     "parse_response",
+    "rank_for_labeling",
     "read_azureml",
     "read_coco",
     "read_dataset",
@@ -200,6 +206,7 @@ if TYPE_CHECKING:
     from detectkit.images import image_size
     from detectkit.prediction import Detections, Prediction
     from detectkit.project import Project
+    from detectkit.ranking import rank_for_labeling
     from detectkit.records import ScoreFailure, ScoreResult
     from detectkit.resources import (
         DatasetAsset,
@@ -210,6 +217,7 @@ if TYPE_CHECKING:
         RunStatus,
         Trial,
     )
+    from detectkit.scoring.chunks import ImageFailure, PredictionBatch
     from detectkit.scoring.response import build_request, parse_batch_output, parse_response
     from detectkit.settings.request import (
         BanditPolicy,

@@ -5,11 +5,15 @@ returns live handles (``project.batch_endpoints`` is in :mod:`detectkit.batch`).
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from detectkit.backends.base import Backend, ModelSource
 from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.prediction import Prediction
+from detectkit.prelabel import unlabeled
 from detectkit.records import check_name
 from detectkit.resources import (
     DatasetAsset,
@@ -18,11 +22,12 @@ from detectkit.resources import (
     RegisteredModel,
     Trial,
 )
+from detectkit.scoring.response import read_predictions
 
 if TYPE_CHECKING:
     from detectkit.dataset import LabeledDataset
 
-__all__ = ["Datasets", "Endpoints", "Models", "Runs"]
+__all__ = ["Datasets", "Endpoints", "Models", "Runs", "prelabel_inputs"]
 
 
 class Datasets:
@@ -140,3 +145,56 @@ class Endpoints:
     def list(self) -> list[Endpoint]:
         """Every endpoint."""
         return [Endpoint(self._backend, e) for e in self._backend.list_endpoints()]
+
+
+def prelabel_inputs(
+    backend: Backend,
+    models: Models,
+    score: Callable[..., Any],
+    source: RegisteredModel | str | Endpoint | DetectionRun,
+    data: object,
+    images: list[str] | str,
+    batch_size: int,
+    processes: int | None,
+) -> tuple[LabeledDataset, list[Prediction], str]:
+    """For :meth:`~detectkit.Project.prelabel`: the images as a data set, one prediction per
+    image from ``source`` and the ``model_version`` the drafts get.
+
+    ``images`` is what ``project.score`` makes of ``data`` (paths, or ``"name:version"`` of a
+    data asset); ``score`` is ``project.score``.
+    """
+    if hasattr(data, "records") and hasattr(data, "classes"):
+        dataset: LabeledDataset = data  # type: ignore[assignment]
+    elif isinstance(images, str):
+        name, _, version = images.removeprefix("azureml:").partition(":")
+        uri = backend.get_dataset(name, version or None).uri
+        if not Path(uri).exists():
+            raise InvalidInputError(
+                f"data: the data asset {images!r} is not on this machine ({uri}); download "
+                "it and pass the LabeledDataset"
+            )
+        dataset = type(unlabeled([])).from_azureml(uri)
+    else:
+        dataset = unlabeled(images)
+    paths = [r.image for r in dataset.records]
+    if isinstance(source, Endpoint):
+        return dataset, source.predict(paths, batch_size=batch_size), source.name
+    if isinstance(source, str) and source:
+        name, _, version = source.partition(":")
+        source = models.get(name, version or None)
+    with tempfile.TemporaryDirectory(prefix="detectkit-prelabel-") as tmp:
+        model: RegisteredModel | Path
+        if isinstance(source, DetectionRun):
+            model, tag = source.download_model(tmp), source.name
+        elif isinstance(source, RegisteredModel):
+            model, tag = source, f"{source.name}:{source.version}"
+        else:
+            raise InvalidInputError(
+                "source: expected a registered model, 'name[:version]', an endpoint or a run, "
+                f"got {source!r}"
+            )
+        out = Path(tmp) / "predictions.jsonl"
+        score(model, paths, out=out, batch_size=batch_size, processes=processes, progress=False)
+        got = read_predictions(out, images=paths, sizes=[r.size for r in dataset.records])
+    by_image = {p.image: p for p in got}
+    return dataset, [by_image.get(p, Prediction(image=p)) for p in paths], tag

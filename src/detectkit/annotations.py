@@ -8,7 +8,7 @@ All are re-exported by :mod:`detectkit.dataset`, where they are documented.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +30,14 @@ class ObjectAnnotation(BaseModel):
         box: Normalized box.
         is_crowd: A crowd region (COCO ``iscrowd``, Azure ML ``isCrowd``, VOC ``difficult`` by
             default): kept in the data, ignored by the COCO evaluation protocol.
-        score: Confidence, for pre-labels made from predictions; ``None`` for human labels.
+        score: The model's confidence, for pre-labels made from predictions; usually ``None``
+            for human labels.
+        source: Who made the box: ``"human"`` (a person drew or accepted it) or ``"model"``
+            (a draft, a pre-label not reviewed yet). Set explicitly, never guessed from
+            ``score``, except by readers of formats that have no such field (each reader
+            documents its rule).
+        model_version: The model that made a draft (``"<model name>:<version>"``, an endpoint
+            or run name); ``None`` for human labels.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -39,6 +46,24 @@ class ObjectAnnotation(BaseModel):
     box: Box
     is_crowd: bool = False
     score: float | None = None
+    source: Literal["human", "model"] = "human"
+    model_version: str | None = None
+
+    @property
+    def is_draft(self) -> bool:
+        """A model's pre-label not reviewed by a person (``source == "model"``)."""
+        return self.source == "model"
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # a pickle written before ``source``/``model_version`` existed lacks them
+        values = state.get("__dict__")
+        if isinstance(values, dict) and "source" not in values:
+            state = {
+                **state,
+                "__dict__": {**values, "source": "human", "model_version": None},
+                "__pydantic_fields_set__": set(state.get("__pydantic_fields_set__") or ()),
+            }
+        super().__setstate__(state)
 
 
 class ImageRecord(BaseModel):

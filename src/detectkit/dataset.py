@@ -189,6 +189,34 @@ class LabeledDataset:
         ]
         return self._replace(kept, [c for c in self._classes if c in keep])
 
+    def select(
+        self, *, source: Literal["human", "model"], min_score: float | None = None
+    ) -> LabeledDataset:
+        """Keep only the objects made by ``source`` (every image stays, with its size).
+
+        ``select(source="human")`` is what to train on: the labels people drew or accepted,
+        without the model's unreviewed drafts; ``select(source="model")`` gives the drafts,
+        with ``min_score`` those scoring at least that.
+        """
+        if source not in ("human", "model"):
+            raise InvalidInputError(f'source: expected "human" or "model", got {source!r}')
+        floor = -1.0 if min_score is None else float(min_score)
+        records = [
+            r
+            if all(o.source == source and (o.score or 0.0) >= floor for o in r.objects)
+            else r.model_copy(
+                update={
+                    "objects": tuple(
+                        o
+                        for o in r.objects
+                        if o.source == source and (min_score is None or (o.score or 0.0) >= floor)
+                    )
+                }
+            )
+            for r in self._records
+        ]
+        return self._replace(records)
+
     def merge(self, *others: LabeledDataset) -> LabeledDataset:
         """Concatenate data sets; classes keep this data set's order, new ones are appended."""
         classes = list(self._classes)

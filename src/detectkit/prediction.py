@@ -344,16 +344,25 @@ class Prediction:
         )
 
     # ---------------------------------------------------------------- data set
-    def to_annotations(self, min_score: float = 0.5) -> tuple[ObjectAnnotation, ...]:
+    def to_annotations(
+        self, min_score: float = 0.5, *, model_version: str | None = None
+    ) -> tuple[ObjectAnnotation, ...]:
         """Draft labels (pre-labels) from the boxes scoring at least ``min_score``.
 
-        Each annotation keeps its ``score``, so a labeling tool or a reviewer can tell a
-        draft from a human label.
+        Each annotation is a draft (``source="model"``) that keeps its ``score`` and the
+        ``model_version`` that made it, so a labeling tool or a reviewer tells it from a human
+        label.
         """
         det = self.detections.filter(min_score=min_score)
         labels = det.classes
         return tuple(
-            ObjectAnnotation(label=labels[cid], box=Box.trusted(*row), score=score)
+            ObjectAnnotation(
+                label=labels[cid],
+                box=Box.trusted(*row),
+                score=score,
+                source="model",
+                model_version=model_version,
+            )
             for row, score, cid in zip(
                 det.xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist(), strict=True
             )

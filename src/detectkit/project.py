@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from detectkit.accessors import Datasets, Endpoints, Models, Runs
+from detectkit.accessors import Datasets, Endpoints, Models, Runs, prelabel_inputs
 from detectkit.backends.base import Backend
 from detectkit.batch import BatchDeploymentSettings, BatchEndpoint, BatchEndpoints
 from detectkit.errors import InvalidInputError, NotFoundError
 from detectkit.labeling.project import Labeling
+from detectkit.prelabel import PrelabelResult, prelabel_dataset
 from detectkit.records import ScoreResult
 from detectkit.resources import (
     DatasetAsset,
@@ -64,7 +65,7 @@ class Project:
 
     @property
     def labeling(self) -> Labeling:
-        """``project.labeling``: labeling projects (local backend)."""
+        """``project.labeling``: labeling projects (local and Azure backends)."""
         return Labeling(self._backend)
 
     @property
@@ -442,6 +443,52 @@ class Project:
                 f"folder, got {model!r}"
             )
         return self._backend.score_images(name, version or None, images, **options)
+
+    def prelabel(
+        self,
+        source: RegisteredModel | str | Endpoint | DetectionRun,
+        data: str | os.PathLike[str] | DatasetAsset | LabeledDataset | Sequence[str],
+        *,
+        min_score: float | Literal["auto"] = 0.5,
+        target_precision: float = 0.9,
+        batch_size: int = 16,
+        processes: int | None = None,
+    ) -> PrelabelResult:
+        """Give every image draft labels (``source="model"``, with ``score`` and
+        ``model_version``) from a model, keeping the human labels already there.
+
+        See :mod:`detectkit.prelabel` for the rules (drafts overlapping a human box of their
+        class are dropped; how ``"auto"`` calibrates).
+
+        Args:
+            source: A registered model (or ``"name[:version]"``), scored on this machine; an
+                endpoint (local or Azure), called in batches; or a run, whose best trial's
+                model is downloaded to a temporary folder and scored here.
+            data: A :class:`~detectkit.LabeledDataset` (its labels are kept), a folder of
+                images, image paths, or a local data asset.
+            min_score: Keep drafts scoring at least this; ``"auto"`` picks the lowest threshold
+                reaching ``target_precision`` on the images of ``data`` that have human labels,
+                which must be held out from the model's training data.
+            target_precision: The precision ``"auto"`` aims for.
+            batch_size: Images per model call (or per request).
+            processes: Scoring processes for a model or a run (default: one per CPU, at most 8).
+
+        Raises:
+            InvalidInputError: A bad argument, or ``"auto"`` cannot reach the target.
+        """
+        from detectkit.backends.local.score import image_files
+
+        images = _score_images_of(data, image_files)
+        dataset, predictions, version_tag = prelabel_inputs(
+            self._backend, self.models, self.score, source, data, images, batch_size, processes
+        )
+        return prelabel_dataset(
+            dataset,
+            predictions,
+            model_version=version_tag,
+            min_score=min_score,
+            target_precision=target_precision,
+        )
 
 
 def _data_uri(data: DatasetAsset | str) -> str:

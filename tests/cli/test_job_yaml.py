@@ -16,8 +16,8 @@ import pytest
 from detectkit.backends.azure.jobs import build_job
 from detectkit.cli import main
 from detectkit.errors import InvalidSettingsError
-from detectkit.settings.request import RunMetadata
 from detectkit.settings.job_yaml import read_job_yaml
+from detectkit.settings.request import RunMetadata
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from azure_replay import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential, ReplayTransport

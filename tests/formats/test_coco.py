@@ -719,7 +719,14 @@ def test_trusted_model_matches_model_construct() -> None:
     assert obj == ObjectAnnotation(label="a", box=Box(**values))
     renamed = obj.model_copy(update={"label": "c"})
     assert (renamed.label, obj.label, other.label) == ("c", "a", "b")
-    assert other.model_fields_set == {"label", "box", "is_crowd", "score"}
+    assert other.model_fields_set == {
+        "label",
+        "box",
+        "is_crowd",
+        "score",
+        "source",
+        "model_version",
+    }
     assert ObjectAnnotation.model_validate(obj.model_dump()) == obj
     record = trusted_model(
         ImageRecord, {"image": "x.jpg", "width": 2, "height": 3, "format": None, "objects": (obj,)}

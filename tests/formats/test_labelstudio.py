@@ -57,7 +57,7 @@ def test_the_file_is_label_studio_rectangles_in_percent(tmp_path: Path) -> None:
                 image=str(tmp_path / "d" / "a b.png"),
                 width=200,
                 height=100,
-                objects=(ObjectAnnotation(label="cat", box=box, score=0.9),),
+                objects=(ObjectAnnotation(label="cat", box=box, score=0.9, source="model"),),
             )
         ],
         ["cat"],

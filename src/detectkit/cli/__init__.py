@@ -23,6 +23,7 @@ from detectkit.cli import (
     label,
     models,
     predict,
+    prelabel,
     runs,
     score,
     tools,
@@ -34,7 +35,7 @@ from detectkit.errors import DetectkitError
 __all__ = ["main"]
 
 #: The command groups, in ``--help`` order.
-GROUPS = (label, datasets, train, runs, models, endpoints, batch, predict, score, tools)
+GROUPS = (label, datasets, train, runs, models, endpoints, batch, predict, score, prelabel, tools)
 
 
 def main(

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from detectkit.boxes import Box
-from detectkit.dataset import ImageRecord, LabeledDataset
+from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError
 from detectkit.images import is_remote, resolve_image_path
 from detectkit.validation import ProblemCollector, ProblemKind, Severity
@@ -208,13 +208,97 @@ def make_box(
     return Box.trusted(x1, y1, x2, y2)
 
 
+def read_provenance(
+    score: object,
+    source: object,
+    model_version: object,
+    col: ProblemCollector,
+    *,
+    location: str,
+    fields: tuple[str, str, str] = ("score", "source", "model_version"),
+) -> dict[str, Any] | None:
+    """``score``, ``source`` and ``model_version`` of one box as read from a file, or ``None``
+    (reported) when one is unusable.
+
+    The rule for a file without a provenance field (``source`` is ``None``): a box with a score
+    is a model's draft, a box without one a human label. ``fields`` names the keys in the file.
+    """
+    value: float | None = None
+    if score is not None:
+        value = to_float(score)
+        if value is None or not 0.0 <= value <= 1.0 or type(score) is bool:
+            col.add(
+                ProblemKind.BAD_VALUE,
+                "box score is not a number in [0, 1]; the box was skipped",
+                location=location,
+                field=fields[0],
+                expected="a confidence in [0, 1]",
+                got=score,
+            )
+            return None
+    if source is None:
+        source = "model" if value is not None else "human"
+    if source not in ("human", "model"):
+        col.add(
+            ProblemKind.BAD_VALUE,
+            "box source is neither human nor model; the box was skipped",
+            location=location,
+            field=fields[1],
+            expected='"human" or "model"',
+            got=source,
+        )
+        return None
+    if model_version is not None and (type(model_version) is not str or not is_text(model_version)):
+        col.add(
+            ProblemKind.BAD_VALUE,
+            "model_version is not text; it was ignored",
+            severity=Severity.WARNING,
+            location=location,
+            field=fields[2],
+            expected="a string such as 'cards:3'",
+            got=model_version,
+        )
+        model_version = None
+    return {"score": value, "source": source, "model_version": model_version}
+
+
+def provenance_keys(obj: ObjectAnnotation) -> dict[str, object]:
+    """The extra keys detectkit writes for a model's draft (nothing for a human label)."""
+    if obj.source == "human":
+        return {}
+    out: dict[str, object] = {"source": "model"}
+    if obj.model_version is not None:
+        out["model_version"] = obj.model_version
+    return out
+
+
+_AML_DATASTORE = "amldatastore://"
+
+
+def datastore_url(ref: str) -> str:
+    """The one rule every reader applies to the Data Labeling export's datastore scheme.
+
+    ``AmlDatastore://<datastore>/<path>`` (written by Data Labeling's COCO and MLTable exports,
+    read by AutoML's own runtime) becomes ``azureml://datastores/<datastore>/paths/<path>``,
+    the URI that Azure ML jobs, data assets and :mod:`detectkit` accept; any other reference
+    (and a malformed ``AmlDatastore://`` one) is returned unchanged.
+    """
+    if ref[:15].lower() != _AML_DATASTORE:
+        return ref
+    datastore, _, rest = ref[len(_AML_DATASTORE) :].partition("/")
+    if not datastore or not rest:
+        return ref
+    return f"azureml://datastores/{datastore}/paths/{rest}"
+
+
 def resolve_ref(
     ref: str, images_root: Path, col: ProblemCollector, *, location: str, field: str = "image"
 ) -> str | None:
     """An image reference as stored in a record: URLs unchanged, local paths resolved inside
-    ``images_root`` (escaping paths are reported as ``unsafe_path`` and give ``None``)."""
+    ``images_root`` (escaping paths are reported as ``unsafe_path`` and give ``None``);
+    ``AmlDatastore://`` URLs are rewritten by :func:`datastore_url`."""
     if is_remote(ref):
-        return ref
+        return datastore_url(ref)
     if not is_text(ref, path=True):
         col.add(
             ProblemKind.BAD_VALUE,
@@ -284,7 +368,7 @@ class RefResolver:
     def resolve(self, ref: str, *, location: str, field: str = "image") -> str | None:
         """``ref`` as a record stores it, or ``None`` (reported) when it escapes the root."""
         if is_remote(ref):
-            return ref
+            return datastore_url(ref)
         if not is_text(ref, path=True):
             return resolve_ref(ref, Path(self.root), self._col, location=location, field=field)
         full = os.path.join(self.root, ref)  # an absolute ref replaces the root
@@ -340,14 +424,15 @@ class RefWriter:
 _M = TypeVar("_M", bound=BaseModel)
 _set_attr = object.__setattr__
 _ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
+_DEFAULTS: dict[type[BaseModel], dict[str, Any]] = {}
 
 
 def trusted_model(cls: type[_M], values: dict[str, Any]) -> _M:
     """``cls.model_construct(**values)`` for values the reader has checked: faster and smaller.
 
     For the frozen value models readers build by the hundred thousand (``Box``,
-    ``ObjectAnnotation``, ``ImageRecord``). ``values`` must name every field of ``cls`` and
-    becomes the model's ``__dict__``. ``model_construct`` walks every field in Python (2.4 us
+    ``ObjectAnnotation``, ``ImageRecord``). ``values`` names fields of ``cls`` (those left
+    out take their plain default) and becomes the model's ``__dict__``. ``model_construct`` walks every field in Python (2.4 us
     per object against 1.1 us here, pydantic 2.12) and gives each object its own
     ``model_fields_set``; here every object of a class shares one set of all field names (216
     bytes saved per object, 40 % of a box's memory). That is safe for frozen models: pydantic
@@ -356,6 +441,13 @@ def trusted_model(cls: type[_M], values: dict[str, Any]) -> _M:
     fields = _ALL_FIELDS.get(cls)
     if fields is None:
         fields = _ALL_FIELDS[cls] = set(cls.model_fields)
+        _DEFAULTS[cls] = {
+            name: info.default
+            for name, info in cls.model_fields.items()
+            if not info.is_required() and info.default_factory is None
+        }
+    if len(values) != len(fields):  # fill the fields a reader leaves at their default
+        values = {**_DEFAULTS[cls], **values}
     if len(values) != len(fields):
         raise TypeError(
             f"{cls.__name__}: expected values for {sorted(fields)}, got {sorted(values)}"
@@ -399,3 +491,63 @@ def unique_stems(records: LabeledDataset | list[ImageRecord]) -> list[str]:
         taken.add(stem.lower())
         stems.append(stem)
     return stems
+
+
+def label_provenance(
+    doc: dict[str, object], n: int, loc: str, col: ProblemCollector
+) -> list[tuple[object, object, object]] | None:
+    """Each box's (confidence, source, model_version) from an Azure ML JSONL line's parallel
+    lists, with the rule for a file without ``label_source`` (see :mod:`~detectkit.formats.azureml`)."""
+    lists: list[list[object] | None] = []
+    for key in ("label_confidence", "label_source", "label_model_version"):
+        value = doc.get(key)
+        if value is not None and (type(value) is not list or len(value) != n):
+            col.add(
+                ProblemKind.BAD_VALUE,
+                f"{key} is not a list with one entry per box; it was ignored",
+                severity=Severity.WARNING,
+                location=loc,
+                field=key,
+                expected=f"a list of {n} entries",
+                got=value if type(value) is not list else f"{len(value)} entries",
+            )
+            value = None
+        lists.append(value if type(value) is list else None)
+    if all(v is None for v in lists):
+        return None
+    conf, source, version = (v if v is not None else [None] * n for v in lists)
+    out: list[tuple[object, object, object]] = []
+    for c, s, v in zip(conf, source, version, strict=True):
+        if s is None and c == 1.0 and type(c) is not bool:  # Data Labeling's mark of a person
+            c, s = None, "human"
+        elif s == "human" and c == 1.0:
+            c = None
+        out.append((c, s, v))
+    return out
+
+
+def pixel_size(value: object, col: ProblemCollector, loc: str, field: str) -> int | None:
+    """A pixel size from ``499``, ``499.0`` or ``"499px"``; ``None`` (warned) otherwise."""
+    if type(value) is int and 0 < value <= MAX_IMAGE_SIDE:
+        return value
+    if value is None:
+        return None
+    number = None
+    if type(value) is float and value.is_integer() and value <= MAX_IMAGE_SIDE:
+        number = int(value)
+    elif type(value) is str:
+        text = value.strip().lower().removesuffix("px").strip()
+        if text.isdigit() and len(text) <= 10:
+            number = int(text)
+    if number is not None and 0 < number <= MAX_IMAGE_SIDE:
+        return number
+    col.add(
+        ProblemKind.BAD_VALUE,
+        "image size is not a positive whole number of pixels; it was ignored",
+        severity=Severity.WARNING,
+        location=loc,
+        field=field,
+        expected=f'a positive integer up to {MAX_IMAGE_SIDE} or a string such as "499px"',
+        got=value if type(value) is not int else f"an integer of {len(str(value))} digits",
+    )
+    return None

@@ -9,9 +9,18 @@ One JSON object per line, one line per image, boxes normalized to ``[0, 1]``::
 
 ``image_details`` is optional and its sizes may be strings such as ``"499px"``; ``isCrowd`` is
 optional. The Data Labeling "dataset with labels" export writes the same lines with
-``image_width`` / ``image_height`` at the top level and a ``label_confidence`` list (ignored:
-exported labels are human-confirmed). An ``MLTable`` file beside the JSONL tells Azure ML how to
-read it; :func:`write_azureml` writes both, :func:`read_azureml` reads either.
+``image_width`` / ``image_height`` at the top level and a ``label_confidence`` list, one number
+per box (``1.0`` for a label a person made; AutoML's runtime reads the same column). An
+``MLTable`` file beside the JSONL tells Azure ML how to read it; :func:`write_azureml` writes
+both, :func:`read_azureml` reads either.
+
+Provenance: ``label_confidence`` gives each box's ``score``. detectkit adds two lists Azure ML
+ignores, ``label_source`` (``"human"`` or ``"model"``) and ``label_model_version``, when a line
+holds a model's draft. A file without ``label_source`` (a Data Labeling export, AutoML's scorer)
+is read by this rule: a confidence of exactly ``1.0`` is a human label (``score=None``), any
+other a model's draft with that score. ``AmlDatastore://`` image URLs are rewritten to
+``azureml://datastores/...`` by :func:`~detectkit.formats._common.datastore_url`, as by every
+reader.
 
 There is no class list in JSONL: the classes of a data set read from it are the sorted unique
 labels (deterministic, whatever the line order).
@@ -28,13 +37,15 @@ from detectkit.boxes import Box
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import InvalidAnnotationError, InvalidInputError, NotFoundError
 from detectkit.formats._common import (
-    MAX_IMAGE_SIDE,
     RefResolver,
     RefWriter,
     gc_paused,
     inside_folder,
     is_text,
+    label_provenance,
     make_box,
+    pixel_size,
+    read_provenance,
     regular_file_problem,
     to_float,
     trusted_model,
@@ -331,8 +342,8 @@ def _parse_line(
     fmt: str | None = None
     details = doc.get("image_details")
     if type(details) is dict:
-        width = _size(details.get("width"), col, loc, "image_details.width")
-        height = _size(details.get("height"), col, loc, "image_details.height")
+        width = pixel_size(details.get("width"), col, loc, "image_details.width")
+        height = pixel_size(details.get("height"), col, loc, "image_details.height")
         value = details.get("format")
         if type(value) is str and value.strip(". "):
             fmt = value.strip(". ").lower()
@@ -347,12 +358,12 @@ def _parse_line(
             got=details,
         )
     if width is None and "image_width" in doc:  # the Data Labeling MLTable export
-        width = _size(doc["image_width"], col, loc, "image_width")
+        width = pixel_size(doc["image_width"], col, loc, "image_width")
     if height is None and "image_height" in doc:
-        height = _size(doc["image_height"], col, loc, "image_height")
+        height = pixel_size(doc["image_height"], col, loc, "image_height")
     labels = doc.get("label")
     if type(labels) is list:
-        objects = _parse_objects(labels, loc, col)
+        objects = _parse_objects(labels, loc, col, label_provenance(doc, len(labels), loc, col))
     elif labels is None:
         col.add(
             ProblemKind.MISSING_FIELD,
@@ -384,7 +395,10 @@ def _parse_line(
 
 
 def _parse_objects(
-    labels: list[object], loc: str, col: ProblemCollector
+    labels: list[object],
+    loc: str,
+    col: ProblemCollector,
+    provenance: list[tuple[object, object, object]] | None = None,
 ) -> tuple[ObjectAnnotation, ...]:
     objects: list[ObjectAnnotation] = []
     for j, item in enumerate(labels):
@@ -444,12 +458,22 @@ def _parse_objects(
                 )
                 continue
             is_crowd = parsed
-        objects.append(
-            trusted_model(
-                ObjectAnnotation,
-                {"label": name, "box": box, "is_crowd": is_crowd, "score": None},
+        values: dict[str, object] = {"label": name, "box": box, "is_crowd": is_crowd}
+        if provenance is not None:
+            extra = read_provenance(
+                *provenance[j],
+                col,
+                location=f"{loc} label[{j}] ({name})",
+                fields=(
+                    f"label_confidence[{j}]",
+                    f"label_source[{j}]",
+                    f"label_model_version[{j}]",
+                ),
             )
-        )
+            if extra is None:
+                continue
+            values.update(extra)
+        objects.append(trusted_model(ObjectAnnotation, values))
     return tuple(objects)
 
 
@@ -479,33 +503,6 @@ def _flag(value: object) -> bool | None:
     return None
 
 
-def _size(value: object, col: ProblemCollector, loc: str, field: str) -> int | None:
-    """A pixel size from ``499``, ``499.0`` or ``"499px"``; ``None`` (warned) otherwise."""
-    if type(value) is int and 0 < value <= MAX_IMAGE_SIDE:
-        return value
-    if value is None:
-        return None
-    number = None
-    if type(value) is float and value.is_integer() and value <= MAX_IMAGE_SIDE:
-        number = int(value)
-    elif type(value) is str:
-        text = value.strip().lower().removesuffix("px").strip()
-        if text.isdigit() and len(text) <= 10:
-            number = int(text)
-    if number is not None and 0 < number <= MAX_IMAGE_SIDE:
-        return number
-    col.add(
-        ProblemKind.BAD_VALUE,
-        "image size is not a positive whole number of pixels; it was ignored",
-        severity=Severity.WARNING,
-        location=loc,
-        field=field,
-        expected=f'a positive integer up to {MAX_IMAGE_SIDE} or a string such as "499px"',
-        got=value if type(value) is not int else f"an integer of {len(str(value))} digits",
-    )
-    return None
-
-
 # ---------------------------------------------------------------------------- writing
 def write_azureml(
     dataset: LabeledDataset,
@@ -530,6 +527,8 @@ def write_azureml(
 
     Each line gets its own ``image_details`` (``format``, and integer ``width``/``height`` when
     known); ``isCrowd`` is written as ``0``/``1``; coordinates are written at full precision.
+    A line with a scored box or a model's draft gets ``label_confidence`` (``1.0`` for an
+    unscored human label), and with a draft ``label_source`` and ``label_model_version``.
     """
     p = Path(path)
     if p.suffix.lower() == ".jsonl":
@@ -569,6 +568,14 @@ def write_azureml(
                 }
                 for o in record.objects
             ]
+            objs = record.objects
+            if any(o.score is not None or o.source != "human" for o in objs):
+                line["label_confidence"] = [
+                    o.score if o.score is not None or o.source == "model" else 1.0 for o in objs
+                ]
+                if any(o.source != "human" for o in objs):
+                    line["label_source"] = [o.source for o in objs]
+                    line["label_model_version"] = [o.model_version for o in objs]
             write(encode(line))
             write("\n")
     os.replace(tmp, jsonl)

@@ -26,8 +26,10 @@ from detectkit.formats._common import (
     MAX_IMAGE_SIDE,
     RefResolver,
     RefWriter,
+    datastore_url,
     gc_paused,
     is_text,
+    provenance_keys,
     trusted_model,
 )
 from detectkit.formats.coco_annotations import CocoImage, id_warning, is_id, read_annotations
@@ -49,8 +51,6 @@ BboxUnits = Literal["auto", "pixels", "normalized"]
 #: normalized (the Data Labeling export); any larger number means pixels. Same threshold as the
 #: Azure ML sample converter, but decided once per file rather than per box.
 NORMALIZED_BBOX_MAX = 1.5
-
-_AML_DATASTORE = "amldatastore://"
 
 
 # ---------------------------------------------------------------------------- reading
@@ -308,15 +308,6 @@ def _detect_units(raw_anns: list[Any]) -> Literal["pixels", "normalized"]:
     return "normalized" if largest <= NORMALIZED_BBOX_MAX else "pixels"
 
 
-def _datastore_url(coco_url: str) -> str | None:
-    if not coco_url.lower().startswith(_AML_DATASTORE):
-        return None
-    datastore, _, rest = coco_url[len(_AML_DATASTORE) :].partition("/")
-    if not datastore or not rest:
-        return None
-    return f"azureml://datastores/{datastore}/paths/{rest}"
-
-
 def _read_images(
     raw: list[Any], base: Path, units: str, col: ProblemCollector
 ) -> tuple[dict[int | str, CocoImage], set[object]]:
@@ -391,7 +382,8 @@ def _read_images(
             dropped.add(iid)
             continue
         if type(coco_url) is str and not is_remote(name) and not os.path.exists(image):
-            image = _datastore_url(coco_url) or image
+            rewritten = datastore_url(coco_url)  # the one AmlDatastore:// rule of every reader
+            image = rewritten if rewritten != coco_url else image
         width = entry.get("width")
         height = entry.get("height")
         if (
@@ -491,7 +483,9 @@ def write_coco(
 
     Categories get ids ``1..n`` in :attr:`~detectkit.LabeledDataset.classes` order, images
     ``1..m`` in record order and annotations ``1..k``; ``bbox`` is pixel ``[x, y, w, h]`` at full
-    float precision, ``area`` is ``w * h`` in pixels, ``iscrowd`` is 0 or 1. A record without a
+    float precision, ``area`` is ``w * h`` in pixels, ``iscrowd`` is 0 or 1; a box's ``score``
+    is written when it has one, and a model's draft gets ``"source": "model"`` and its
+    ``model_version`` (extra keys COCO tools ignore and :func:`read_coco` reads back). A record without a
     size gets it from its image file (EXIF-aware).
 
     Raises:
@@ -544,11 +538,14 @@ def write_coco(
                 w = b.bottom_x * width - x1
                 h = b.bottom_y * height - y1
                 aid += 1
+                tail = "" if o.score is None else f', "score": {o.score!r}'
+                if o.source != "human":
+                    tail += ", " + encode(provenance_keys(o))[1:-1]
                 write(
                     f'{sep}{{"id": {aid}, "image_id": {k}, "category_id": '
                     f"{category_ids[o.label]}, "
                     f'"bbox": [{x1!r}, {y1!r}, {w!r}, {h!r}], "area": {w * h!r}, '
-                    f'"iscrowd": {1 if o.is_crowd else 0}}}'
+                    f'"iscrowd": {1 if o.is_crowd else 0}{tail}}}'
                 )
                 sep = ",\n"
         write("\n]}\n")

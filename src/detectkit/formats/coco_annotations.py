@@ -3,6 +3,11 @@
 :mod:`detectkit.formats.coco` reads the file, its categories and images; this module turns each
 annotation into an :class:`~detectkit.dataset.ObjectAnnotation` on its image, and reports every
 annotation it skips.
+
+Provenance: an annotation's ``score`` (as in a COCO results file) is kept; detectkit's extra
+keys ``source`` (``"human"`` or ``"model"``) and ``model_version`` say who made it. Without
+``source``, an annotation with a ``score`` is read as a model's draft and one without as a
+human label.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import Any
 
 from detectkit.boxes import Box
 from detectkit.dataset import ObjectAnnotation
-from detectkit.formats._common import make_box, trusted_model
+from detectkit.formats._common import make_box, read_provenance, trusted_model
 from detectkit.validation import (
     ProblemCollector,
     ProblemKind,
@@ -178,12 +183,19 @@ def read_annotations(
                 got=crowd,
             )
             continue
-        im.objects.append(
-            trusted_model(
-                ObjectAnnotation,
-                {"label": label, "box": box, "is_crowd": is_crowd, "score": None},
+        values: dict[str, Any] = {"label": label, "box": box, "is_crowd": is_crowd}
+        if "score" in a or "source" in a:  # a draft: provenance read with the shared rule
+            extra = read_provenance(
+                a.get("score"),
+                a.get("source"),
+                a.get("model_version"),
+                col,
+                location=f"annotations[{i}] (id {aid})",
             )
-        )
+            if extra is None:
+                continue
+            values.update(extra)
+        im.objects.append(trusted_model(ObjectAnnotation, values))
 
 
 def _check_annotation_id(aid: object, seen: set[object], i: int, col: ProblemCollector) -> None:

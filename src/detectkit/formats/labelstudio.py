@@ -3,8 +3,10 @@
 A task is ``{"data": {"image": URL}, "annotations": [...], "predictions": [...]}``; each box is a
 ``rectanglelabels`` result whose ``value`` holds ``x``, ``y``, ``width``, ``height`` in
 **percent** of the image (top-left corner), with ``original_width``/``original_height``.
-Objects without a score are written as an annotation, objects with one as a prediction (with
-``model_version`` and ``score``).
+Human labels (``source="human"``) are written as the task's annotation, a model's drafts
+(``source="model"``) as predictions, one per ``model_version``, with each box's ``score``; the
+reader gives annotation boxes ``source="human"`` and prediction boxes ``source="model"`` with
+the prediction's ``model_version``.
 
 Round trips are box-exact: a coordinate whose shortest decimal would not come back to the same
 float is written with its exact decimal expansion, and the reader parses numbers as decimals.
@@ -50,7 +52,7 @@ def write_labelstudio(
         path: A ``.json`` file, or a folder (``<folder>/tasks.json``).
         image_url: Prefix of each task's ``data.image``: the image's path relative to the data
             set root (URL-quoted) is appended; remote images keep their URL.
-        model_version: The predictions' ``model_version``.
+        model_version: The ``model_version`` of drafts that name none.
         from_name: The ``RectangleLabels`` control's name in the labeling config.
         to_name: The ``Image`` object's name.
 
@@ -67,23 +69,26 @@ def write_labelstudio(
                 f"record {k - 1} ({record.image}): width/height unknown and the image is remote; "
                 "Label Studio needs original_width/original_height: set them on the record"
             )
-        human = [o for o in sized.objects if o.score is None]
-        machine = [o for o in sized.objects if o.score is not None]
+        human = [o for o in sized.objects if o.source == "human"]
+        drafts: dict[str, list[ObjectAnnotation]] = {}
+        for o in sized.objects:
+            if o.source == "model":
+                drafts.setdefault(o.model_version or model_version, []).append(o)
         task: dict[str, Any] = {"id": k, "data": {"image": _url(record, dataset, image_url)}}
         task["annotations"] = (
             [{"id": k, "result": _results(human, sized, from_name, to_name, f"{k}-a")}]
             if human
             else []
         )
-        if machine:
-            scores = [float(o.score or 0.0) for o in machine]
-            task["predictions"] = [
-                {
-                    "model_version": model_version,
-                    "score": sum(scores) / len(scores),
-                    "result": _results(machine, sized, from_name, to_name, f"{k}-p"),
-                }
-            ]
+        if drafts:
+            task["predictions"] = []
+            for n, (version, machine) in enumerate(drafts.items()):
+                scores = [o.score for o in machine if o.score is not None]
+                prediction: dict[str, Any] = {"model_version": version}
+                if scores:
+                    prediction["score"] = sum(scores) / len(scores)
+                prediction["result"] = _results(machine, sized, from_name, to_name, f"{k}-p{n}-")
+                task["predictions"].append(prediction)
         tasks.append(task)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(tasks, indent=1, ensure_ascii=False)
@@ -109,9 +114,10 @@ def read_labelstudio(
             refused (``unsafe_path``); ``http(s)://`` and ``azureml://`` URLs are kept.
         errors: ``"raise"`` stops at the first error; ``"collect"`` keeps every valid task and box.
         predictions: Read the first prediction's boxes (with their ``score``, or the
-            prediction's) for tasks without an annotation (``"unlabeled"``), for every task
-            beside the annotation's boxes (``"all"``, what :func:`write_labelstudio` wrote), or
-            never (``"none"``).
+            prediction's) for tasks without an annotation (``"unlabeled"``), every
+            prediction's boxes beside the annotation's (``"all"``, what
+            :func:`write_labelstudio` wrote), or none (``"none"``). They are read as drafts
+            (``source="model"``, the prediction's ``model_version``).
 
     Returns:
         The data set (classes in order of first use) and the report.
@@ -265,7 +271,7 @@ def _read_task(
         return None
     objects: list[ObjectAnnotation] = []
     width = height = None
-    for j, (item, default_score) in enumerate(_chosen_results(task, predictions)):
+    for j, (item, default_score, version) in enumerate(_chosen_results(task, predictions)):
         at = f"{where}.result[{j}]"
         if not isinstance(item, dict) or item.get("type") != "rectanglelabels":
             continue
@@ -302,27 +308,41 @@ def _read_task(
                 got=label if score is not False else item.get("score", default_score),
             )
             continue
-        objects.append(ObjectAnnotation(label=label, box=box, score=score))
+        draft = version is not False
+        objects.append(
+            ObjectAnnotation(
+                label=label,
+                box=box,
+                score=score,
+                source="model" if draft else "human",
+                model_version=version if draft and isinstance(version, str) else None,
+            )
+        )
         width = width or _whole(item.get("original_width"))
         height = height or _whole(item.get("original_height"))
     return ImageRecord(image=image, width=width, height=height, objects=tuple(objects))
 
 
-def _chosen_results(task: dict[str, Any], mode: str) -> list[tuple[Any, Any]]:
+def _chosen_results(task: dict[str, Any], mode: str) -> list[tuple[Any, Any, Any]]:
+    """(result, default score, model_version or ``False`` for a human annotation) triples."""
     annotations = [
         a
         for a in _list(task.get("annotations"))
         if isinstance(a, dict) and not a.get("was_cancelled")
     ]
-    out: list[tuple[Any, Any]] = []
+    out: list[tuple[Any, Any, Any]] = []
     if annotations:
         result = annotations[-1].get("result")
-        out += [(r, None) for r in (result if isinstance(result, list) else [])]
+        out += [(r, None, False) for r in (result if isinstance(result, list) else [])]
     predictions = [p for p in _list(task.get("predictions")) if isinstance(p, dict)]
-    if predictions and (mode == "all" or (mode == "unlabeled" and not annotations)):
-        result = predictions[0].get("result")
-        score = predictions[0].get("score")
-        out += [(r, score) for r in (result if isinstance(result, list) else [])]
+    if mode == "unlabeled" and not annotations:
+        predictions = predictions[:1]
+    elif mode != "all":
+        predictions = []
+    for p in predictions:
+        result = p.get("result")
+        version = p.get("model_version")
+        out += [(r, p.get("score"), version) for r in (result if isinstance(result, list) else [])]
     return out
 
 

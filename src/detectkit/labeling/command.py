@@ -22,6 +22,7 @@ from detectkit.backends.local import LocalBackend
 from detectkit.errors import DetectkitError
 from detectkit.labeling.data import read_input, source_file, write_back
 from detectkit.labeling.project import Labeling, LabelingProject
+from detectkit.labeling.review import ORDERS
 from detectkit.labeling.server import LabelingServer
 
 __all__ = ["add_parser", "run"]
@@ -51,6 +52,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="local project folder (default: $DETECTKIT_PROJECT, else detectkit-project)",
     )
     parser.add_argument("--name", default=None, help="labeling project name (default: DATA's)")
+    parser.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="index",
+        help="the order images are served in: index (default), random, or uncertainty (also "
+        "least_confident, margin, entropy): the most uncertain pre-labeled images first",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace, *, block: bool = True) -> int:
             exporter=_exporter(project),
             syncer=syncer,
             sync_interval=1.0,
+            order=getattr(args, "order", "index"),
         )
     except DetectkitError as exc:
         print(f"detectkit label: {exc}", file=sys.stderr)
@@ -112,7 +121,10 @@ def _in_place_syncer(args: argparse.Namespace, project: LabelingProject) -> Any:
 
     def sync() -> None:
         dataset = project.store.to_dataset(
-            states=("labeled", "reviewed", "unlabeled", "skipped"), original_refs=True, root=root
+            states=("labeled", "reviewed", "unlabeled", "prelabeled", "skipped"),
+            original_refs=True,
+            root=root,
+            include_drafts=True,
         )
         write_back(dataset, target, fmt)
 

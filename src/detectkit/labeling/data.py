@@ -20,7 +20,7 @@ from detectkit.formats import detect_format, read_dataset
 from detectkit.formats.azureml import mltable_paths, write_azureml
 from detectkit.formats.coco import write_coco
 from detectkit.images import IMAGE_EXTENSIONS, image_info, is_remote
-from detectkit.labeling.labels import ImageEntry, ImageLabels, image_id
+from detectkit.labeling.labels import ImageEntry, ImageLabels, image_id, is_draft
 from detectkit.labeling.records import ImageState
 from detectkit.labeling.store import write_atomic
 
@@ -147,13 +147,16 @@ def index_dataset(
 ) -> tuple[list[ImageEntry], list[ImageLabels]]:
     """The store's index and existing labels for a data set whose images lie in ``folder``.
 
-    Images with boxes start ``labeled``; the others ``unlabeled``.
+    Images with human boxes start ``labeled``, images with only a model's drafts
+    (``source="model"``) ``prelabeled`` (the drafts are kept, with their score and model
+    version), the others ``unlabeled``.
 
     Args:
         dataset: The data set (local images inside ``folder``).
         folder: The image folder of the store's source.
         originals: The records the user gave, in the same order, whose ``image`` becomes
-            each entry's original reference (default: ``dataset``'s own).
+            each entry's original reference and whose objects (with their provenance) become
+            its labels (default: ``dataset``'s own).
 
     Raises:
         InvalidInputError: An image is a URL or lies outside ``folder``.
@@ -187,12 +190,16 @@ def index_dataset(
         )
         taken.add(entry.id)
         entries.append(entry)
-        if record.objects:
+        # the user's own objects: their provenance (draft or human) survives any asset format
+        objects = original.objects if originals is not None else record.objects
+        if objects:
             labels.append(
                 ImageLabels(
                     id=entry.id,
-                    state=ImageState.LABELED,
-                    objects=record.objects,
+                    state=ImageState.PRELABELED
+                    if all(is_draft(o) for o in objects)
+                    else ImageState.LABELED,
+                    objects=objects,
                     width=record.width,
                     height=record.height,
                 )

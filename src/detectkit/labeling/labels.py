@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,15 +20,20 @@ from detectkit.labeling.records import ImageState
 __all__ = [
     "ImageEntry",
     "ImageLabels",
+    "annotation",
     "box_json",
     "image_id",
+    "is_draft",
     "is_image_id",
+    "model_version_of",
     "parse_boxes",
     "parse_state",
     "positive_size",
 ]
 
 _ID_CHARS = frozenset("0123456789abcdef")
+#: Whether ObjectAnnotation carries ``source`` and ``model_version`` (it does from this release).
+_PROVENANCE = "source" in ObjectAnnotation.model_fields
 
 
 class ImageEntry(NamedTuple):
@@ -157,18 +162,68 @@ def parse_boxes(raw: object, *, where: str = "boxes") -> tuple[ObjectAnnotation,
         score = item.get("score")
         if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
             raise InvalidInputError(f"{at}.score: expected a number or null, got {score!r}")
+        source = item.get("source", "human")
+        if source not in ("human", "model"):
+            raise InvalidInputError(f"{at}.source: expected 'human' or 'model', got {source!r}")
+        version = item.get("model_version")
+        if version is not None and not isinstance(version, str):
+            raise InvalidInputError(f"{at}.model_version: expected a string, got {version!r}")
         out.append(
-            ObjectAnnotation(
-                label=label,
-                box=box,
+            annotation(
+                label,
+                box,
                 is_crowd=bool(item.get("is_crowd", False)),
                 score=None if score is None else float(score),
+                source=source,
+                model_version=version,
             )
         )
     return tuple(out)
 
 
+def annotation(
+    label: str,
+    box: Box,
+    *,
+    is_crowd: bool = False,
+    score: float | None = None,
+    source: str = "human",
+    model_version: str | None = None,
+) -> ObjectAnnotation:
+    """An :class:`~detectkit.ObjectAnnotation` with its provenance (``source``, ``model_version``)."""
+    kind: Any = ObjectAnnotation if _PROVENANCE else _WithProvenance
+    made: ObjectAnnotation = kind(
+        label=label,
+        box=box,
+        is_crowd=is_crowd,
+        score=score,
+        source=source,
+        model_version=model_version,
+    )
+    return made
+
+
+class _WithProvenance(ObjectAnnotation):
+    """Provenance for an ObjectAnnotation that does not carry it itself (older releases)."""
+
+    source: Literal["human", "model"] = "human"
+    model_version: str | None = None
+
+
+def is_draft(obj: ObjectAnnotation) -> bool:
+    """True for a pre-label a model made (``source == "model"``) that no person has accepted."""
+    return getattr(obj, "source", "human") == "model"
+
+
+def model_version_of(obj: ObjectAnnotation) -> str | None:
+    """The model version a draft came from, when recorded."""
+    value = getattr(obj, "model_version", None)
+    return value if isinstance(value, str) else None
+
+
 def box_json(obj: ObjectAnnotation) -> dict[str, Any]:
+    """A box as the label files and the page write it (``source`` and ``model_version`` only
+    for drafts)."""
     out: dict[str, Any] = {
         "label": obj.label,
         "top_x": obj.box.top_x,
@@ -180,6 +235,11 @@ def box_json(obj: ObjectAnnotation) -> dict[str, Any]:
         out["is_crowd"] = True
     if obj.score is not None:
         out["score"] = obj.score
+    if is_draft(obj):
+        out["source"] = "model"
+        version = model_version_of(obj)
+        if version is not None:
+            out["model_version"] = version
     return out
 
 

@@ -8,29 +8,52 @@ Local backend layout under the project root::
 :meth:`Labeling.create` copies a folder of images or a :class:`~detectkit.LabeledDataset` into
 a new version of the data asset ``<name>`` (a data asset reference is used as it is, nothing is
 copied); :meth:`LabelingProject.export` writes the labeled images as the next version of a data
-asset, ready for ``project.train``. The Azure backend is not supported yet.
+asset, ready for ``project.train``.
+
+On a backend with remote images (Azure, a :class:`RemoteLabelingBackend`) the store is kept in
+a local cache folder (:func:`cache_folder`)::
+
+    <cache>/<workspace>/<name>/state/    the labeling state (as above)
+    <cache>/<workspace>/<name>/images/   the images shown so far, fetched one at a time
+
+and the state is uploaded to the workspace (:meth:`LabelingProject.sync`: on create, on
+export, when asked) as three files: ``project.json``, ``index.jsonl`` and ``labels.jsonl``
+(one line per saved image). :meth:`Labeling.get` restores it from there on any machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
 from detectkit.dataset import ImageRecord, LabeledDataset
-from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.errors import ConflictError, InvalidInputError, NotFoundError
 from detectkit.labeling.data import check_classes, index_dataset, read_input
+from detectkit.labeling.labels import ImageEntry, ImageLabels
 from detectkit.labeling.records import LabelingProgress
+from detectkit.labeling.review import accept, mark_reviewed, reject
 from detectkit.labeling.server import LabelingServer
-from detectkit.labeling.sources import FolderSource
+from detectkit.labeling.sources import CachedSource, FolderSource, index_remote
 from detectkit.labeling.store import LabelingStore
 from detectkit.records import DatasetAsset, check_name
 
-__all__ = ["Labeling", "LabelingBackend", "LabelingProject"]
+__all__ = [
+    "Labeling",
+    "LabelingBackend",
+    "LabelingProject",
+    "RemoteLabelingBackend",
+    "cache_folder",
+]
 
 LABELING_FOLDER = "labeling"
+#: Overrides where remote projects are cached (default ``$XDG_CACHE_HOME/detectkit/labeling``).
+CACHE_ENV = "DETECTKIT_LABELING_CACHE"
+STATE_FILES = ("project.json", "index.jsonl", "labels.jsonl")
 _REFERENCE = re.compile(r"^(azureml:)?[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+)?$")
 
 
@@ -60,20 +83,98 @@ class LabelingBackend(Protocol):
         ...
 
 
+class RemoteLabelingBackend(Protocol):
+    """What labeling needs of a backend whose images stay remote (the Azure backend).
+
+    Images are ``azureml://`` URLs fetched one at a time; the labeling state is a folder of
+    small files the backend keeps in its workspace.
+    """
+
+    def create_dataset(
+        self,
+        name: str,
+        dataset: LabeledDataset,
+        *,
+        version: str | None,
+        description: str | None,
+    ) -> DatasetAsset:
+        """Create a data asset version (remote images are referenced, not copied)."""
+        ...
+
+    def labeling_scope(self) -> str:
+        """The cache folder's name for this backend's projects (the workspace)."""
+        ...
+
+    def labeling_images(self, reference: str) -> LabeledDataset:
+        """The images (records with remote URLs, labels kept) of a data asset reference or
+        a remote folder, without downloading the images."""
+        ...
+
+    def fetch_image(self, url: str, path: Path) -> None:
+        """Write the image at ``url`` to ``path``."""
+        ...
+
+    def save_labeling_state(self, name: str, folder: Path) -> str:
+        """Store the files in ``folder`` as the project's new state; returns its version."""
+        ...
+
+    def load_labeling_state(self, name: str, folder: Path) -> str:
+        """Download the project's latest state into ``folder``; returns its version.
+
+        Raises:
+            NotFoundError: No state of that name.
+        """
+        ...
+
+    def list_labeling_states(self) -> list[str]:
+        """The names of the projects whose state the backend keeps."""
+        ...
+
+
+_REMOTE_METHODS = (
+    "labeling_scope",
+    "labeling_images",
+    "fetch_image",
+    "save_labeling_state",
+    "load_labeling_state",
+    "list_labeling_states",
+)
+
+
+def cache_folder(base: str | os.PathLike[str] | None = None) -> Path:
+    """Where remote labeling projects are cached: ``base``, else ``$DETECTKIT_LABELING_CACHE``,
+    else ``$XDG_CACHE_HOME/detectkit/labeling`` (``~/.cache/detectkit/labeling``)."""
+    if base is not None:
+        return Path(base)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(xdg) / "detectkit" / "labeling"
+
+
 class LabelingProject:
     """A live handle on one labeling project.
 
     Attributes:
         name: The project's name.
         last_export: The data asset the latest :meth:`export` created, if any.
+        last_sync: The state version the latest :meth:`sync` stored (remote backends).
     """
 
-    def __init__(self, backend: LabelingBackend, store: LabelingStore) -> None:
+    def __init__(
+        self,
+        backend: LabelingBackend | RemoteLabelingBackend,
+        store: LabelingStore,
+        *,
+        remote: RemoteLabelingBackend | None = None,
+    ) -> None:
         self._backend = backend
+        self._remote = remote
         self._store = store
         self._server: LabelingServer | None = None
         self.name = store.name
         self.last_export: DatasetAsset | None = None
+        self.last_sync: str | None = None
 
     def __repr__(self) -> str:
         p = self.progress
@@ -102,25 +203,46 @@ class LabelingProject:
         """The labeling page (token included) while :meth:`serve` runs, else ``None``."""
         return self._server.url if self._server is not None else None
 
-    def serve(self, *, port: int | None = None, open_browser: bool = False) -> LabelingServer:
+    def serve(
+        self, *, port: int | None = None, open_browser: bool = False, order: str = "index"
+    ) -> LabelingServer:
         """Serve the labeling page on 127.0.0.1 in a background thread.
+
+        Args:
+            port: The port (default: a free one).
+            open_browser: Open the page in the browser.
+            order: ``"index"``, ``"random"``, or ``"uncertainty"`` (also ``"least_confident"``,
+                ``"margin"``, ``"entropy"``): the images still to label, most uncertain first,
+                from the drafts' scores (see :mod:`detectkit.labeling.review`).
 
         Returns:
             The server: its ``url`` (with the access token) and ``stop()``.
         """
         if self._server is None or self._server.stopped:
-            self._server = LabelingServer(self._store, port=port, exporter=self._export_message)
+            self._server = LabelingServer(
+                self._store, port=port, exporter=self._export_message, order=order
+            )
         return self._server.start(open_browser=open_browser)
 
     def export(
-        self, name: str | None = None, *, version: str | None = None, description: str | None = None
+        self,
+        name: str | None = None,
+        *,
+        version: str | None = None,
+        description: str | None = None,
+        include_drafts: bool = False,
     ) -> LabeledDataset:
         """Write the labeled and reviewed images as a new data asset version.
+
+        Only human labels are exported (drafts a person accepted or edited are human): a
+        model's drafts are left out unless ``include_drafts``, and then they keep
+        ``source="model"`` and their score, never mixed up with human labels.
 
         Args:
             name: The data asset (default: the project's name).
             version: Its version (default: the next number).
             description: Shown with the asset.
+            include_drafts: Also export the drafts (and the pre-labeled images).
 
         Returns:
             The exported data set, read back from the new asset (``last_export`` is its record).
@@ -129,20 +251,64 @@ class LabelingProject:
             InvalidInputError: No image is labeled yet.
         """
         target = check_name(name or self.name, "name")
-        dataset = self._store.to_dataset()
+        remote = self._remote is not None
+        dataset = self._store.to_dataset(include_drafts=include_drafts, original_refs=remote)
         if len(dataset) == 0:
             raise InvalidInputError(
                 f"labeling project {self.name!r}: no image is labeled yet; label some (or mark "
                 "them done) in the page first"
             )
-        asset = self._backend.create_dataset(
+        if self._remote is not None:
+            self.sync()
+            self.last_export = self._remote.create_dataset(
+                target,
+                dataset,
+                version=version,
+                description=description or f"exported from labeling project {self.name}",
+            )
+            return dataset
+        backend: LabelingBackend = self._backend  # type: ignore[assignment]
+        asset = backend.create_dataset(
             target,
             dataset,
             version=version,
             description=description or f"exported from labeling project {self.name}",
         )
         self.last_export = asset
-        return self._backend.load_dataset(asset.uri)
+        return backend.load_dataset(asset.uri)
+
+    def sync(self) -> str | None:
+        """Store the labeling state in the workspace (remote backends: ``project.json``,
+        ``index.jsonl`` and ``labels.jsonl`` as a new version; images are not uploaded).
+
+        Returns:
+            The new state version, or ``None`` on the local backend (its state is already
+            in the project root).
+        """
+        if self._remote is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix=f".{self.name}-sync-") as tmp:
+            folder = Path(tmp)
+            shutil.copyfile(self._store.folder / "project.json", folder / "project.json")
+            shutil.copyfile(self._store.folder / "index.jsonl", folder / "index.jsonl")
+            with (folder / "labels.jsonl").open("w", encoding="utf-8", newline="\n") as fh:
+                for item in self._store.snapshot():
+                    fh.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+            self.last_sync = self._remote.save_labeling_state(self.name, folder)
+        return self.last_sync
+
+    def accept(self, image: str, boxes: list[int] | None = None) -> ImageLabels:
+        """Accept an image's drafts (default: all; else the positions ``boxes`` in its box
+        list) as human labels; returns the saved labels."""
+        return accept(self._store, image, boxes)
+
+    def reject(self, image: str, boxes: list[int] | None = None) -> ImageLabels:
+        """Remove an image's drafts (default: all; else the boxes at ``boxes``)."""
+        return reject(self._store, image, boxes)
+
+    def mark_reviewed(self, image: str) -> ImageLabels:
+        """Mark an image reviewed (drafts left on it stay drafts, out of the export)."""
+        return mark_reviewed(self._store, image)
 
     def refresh(self) -> LabelingProject:
         """Read the saved labels again (another process may have saved); returns itself."""
@@ -150,9 +316,13 @@ class LabelingProject:
         return self
 
     def delete(self) -> None:
-        """Stop serving and delete the labeling state (data assets are kept)."""
+        """Stop serving and delete the labeling state (data assets are kept; on a remote
+        backend the local cache is deleted and the state in the workspace is kept)."""
         if self._server is not None:
             self._server.stop()
+        if self._remote is not None:
+            shutil.rmtree(self._store.folder.parent)
+            return
         shutil.rmtree(self._store.folder)
 
     def _export_message(self) -> str:
@@ -165,10 +335,23 @@ class LabelingProject:
 
 
 class Labeling:
-    """``project.labeling``: create, open and list labeling projects (local backend)."""
+    """``project.labeling``: create, open and list labeling projects.
 
-    def __init__(self, backend: object) -> None:
+    Args:
+        backend: The project's backend: the local one (projects under its root), or one with
+            remote images (:class:`RemoteLabelingBackend`: Azure).
+        cache: Where remote projects are cached (see :func:`cache_folder`).
+    """
+
+    def __init__(self, backend: object, *, cache: str | os.PathLike[str] | None = None) -> None:
         self._backend = backend
+        self._cache = cache
+
+    def _remote_backend(self) -> RemoteLabelingBackend | None:
+        backend = self._backend
+        if all(callable(getattr(backend, m, None)) for m in _REMOTE_METHODS):
+            return backend  # type: ignore[return-value]
+        return None
 
     def _local(self) -> LabelingBackend:
         backend = self._backend
@@ -203,6 +386,9 @@ class Labeling:
         Raises:
             ConflictError: A labeling project of that name exists.
         """
+        remote = self._remote_backend()
+        if remote is not None:
+            return self._create_remote(remote, name, data, check_classes(classes), instructions)
         backend = self._local()
         folder = self._folder(name)
         names = check_classes(classes)
@@ -227,9 +413,15 @@ class Labeling:
     def get(self, name: str) -> LabelingProject:
         """Open a labeling project.
 
+        On a remote backend the latest state in the workspace is restored into the cache (a
+        cached copy takes every image whose saved revision is newer there).
+
         Raises:
             NotFoundError: No project of that name.
         """
+        remote = self._remote_backend()
+        if remote is not None:
+            return self._get_remote(remote, name)
         folder = self._folder(name)
         if not (folder / "project.json").is_file():
             known = ", ".join(p.name for p in self.list()) or "none"
@@ -246,6 +438,9 @@ class Labeling:
 
     def list(self) -> list[LabelingProject]:
         """Every labeling project, by name."""
+        remote = self._remote_backend()
+        if remote is not None:
+            return [self.get(n) for n in remote.list_labeling_states()]
         base = Path(self._local().root) / LABELING_FOLDER
         if not base.is_dir():
             return []
@@ -271,3 +466,127 @@ class Labeling:
             name, dataset, version=None, description=f"images of labeling project {name}"
         )
         return asset, dataset.records
+
+    # ---------------------------------------------------------------- remote images
+    def _remote_folder(self, remote: RemoteLabelingBackend, name: str) -> Path:
+        return cache_folder(self._cache) / remote.labeling_scope() / check_name(name, "name")
+
+    def _source(self, remote: RemoteLabelingBackend, folder: Path) -> CachedSource:
+        def fetch(entry: ImageEntry, path: Path) -> None:
+            if entry.ref is None:
+                raise NotFoundError(f"image {entry.id}: no URL recorded in the index")
+            remote.fetch_image(entry.ref, path)
+
+        return CachedSource(folder / "images", fetch)
+
+    def _create_remote(
+        self,
+        remote: RemoteLabelingBackend,
+        name: str,
+        data: LabeledDataset | DatasetAsset | str | os.PathLike[str],
+        names: tuple[str, ...],
+        instructions: str | None,
+    ) -> LabelingProject:
+        folder = self._remote_folder(remote, name)
+        if name in remote.list_labeling_states() or (folder / "state").exists():
+            raise ConflictError(
+                f"labeling project {name!r} already exists; open it with "
+                "project.labeling.get(name), or pick another name"
+            )
+        if isinstance(data, DatasetAsset):
+            reference = data.uri
+        elif isinstance(data, str) and (data.startswith("azureml:") or _REFERENCE.match(data)):
+            reference = data
+        else:  # local images: upload them as a data asset first
+            asset = remote.create_dataset(
+                name, read_input(data), version=None, description=f"images of labeling {name}"
+            )
+            reference = asset.uri
+        dataset = remote.labeling_images(reference)
+        entries, labels = index_remote(dataset)
+        used = [c for c in dataset.classes if c not in names]
+        store = LabelingStore.create(
+            folder / "state",
+            name=name,
+            classes=[*names, *used],
+            images=entries,
+            labels=labels,
+            source=self._source(remote, folder),
+            instructions=instructions,
+            info={"data": reference, "scope": remote.labeling_scope()},
+        )
+        project = LabelingProject(remote, store, remote=remote)
+        project.sync()
+        return project
+
+    def _get_remote(self, remote: RemoteLabelingBackend, name: str) -> LabelingProject:
+        folder = self._remote_folder(remote, name)
+        state = folder / "state"
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".restore-", dir=folder) as tmp:
+            try:
+                version = remote.load_labeling_state(name, Path(tmp))
+            except NotFoundError:
+                if not (state / "project.json").is_file():
+                    raise NotFoundError(
+                        f"no labeling project {name!r} in the workspace (projects: "
+                        f"{', '.join(remote.list_labeling_states()) or 'none'}); create one "
+                        "with project.labeling.create(name, data, classes=[...])"
+                    ) from None
+                version = None
+            incoming = _read_labels(Path(tmp)) if version is not None else []
+            if (state / "project.json").is_file():
+                store = LabelingStore.open(state, self._source(remote, folder))
+                store.merge(incoming)
+            else:
+                store = _restore(Path(tmp), state, self._source(remote, folder), incoming)
+        project = LabelingProject(remote, store, remote=remote)
+        project.last_sync = version
+        return project
+
+
+def _read_labels(folder: Path) -> list[ImageLabels]:
+    path = folder / "labels.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                out.append(ImageLabels.from_json(json.loads(line), where=f"{path}, line {number}"))
+    return out
+
+
+def _restore(
+    downloaded: Path, target: Path, source: CachedSource, labels: list[ImageLabels]
+) -> LabelingStore:
+    """A store in ``target`` built from a downloaded state (project.json, index.jsonl)."""
+    missing = [f for f in STATE_FILES[:2] if not (downloaded / f).is_file()]
+    if missing:
+        raise InvalidInputError(
+            f"labeling state: {', '.join(missing)} missing; the state in the workspace is "
+            "incomplete (sync the project again from a machine that has it)"
+        )
+    meta = LabelingStore.read_meta(downloaded)
+    entries = []
+    with (downloaded / "index.jsonl").open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    entries.append(ImageEntry(**json.loads(line)))
+                except (ValueError, TypeError) as exc:
+                    raise InvalidInputError(
+                        f"labeling state index.jsonl, line {number}: not an index entry ({exc})"
+                    ) from exc
+    return LabelingStore.create(
+        target,
+        name=str(meta["name"]),
+        classes=list(meta["classes"]),
+        images=entries,
+        labels=labels,
+        source=source,
+        instructions=meta.get("instructions")
+        if isinstance(meta.get("instructions"), str)
+        else None,
+        info=meta.get("info") if isinstance(meta.get("info"), dict) else None,
+    )

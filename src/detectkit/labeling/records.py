@@ -15,19 +15,23 @@ __all__ = ["ImageState", "LabelingProgress"]
 class ImageState(str, Enum):
     """Where an image stands in a labeling project.
 
-    ``unlabeled`` until someone draws on it or marks it done; ``labeled`` once it has been
-    labeled (an image with no objects can be labeled too); ``skipped`` when set aside;
-    ``reviewed`` once a second look confirmed it. Exports hold the labeled and reviewed images.
+    ``unlabeled`` (untouched) until someone draws on it or marks it done; ``prelabeled`` while
+    it holds a model's drafts that no person has looked at; ``labeled`` once a person saved it
+    (drew, accepted, edited or rejected a box; an image with no objects can be labeled too);
+    ``skipped`` when set aside; ``reviewed`` once a person marked it reviewed (checked as a
+    whole). Exports hold the labeled and reviewed images.
     """
 
     UNLABELED = "unlabeled"
+    PRELABELED = "prelabeled"
     LABELED = "labeled"
     SKIPPED = "skipped"
     REVIEWED = "reviewed"
 
     @property
     def code(self) -> str:
-        """One letter, as the page's image list carries it (``u``, ``l``, ``s``, ``r``)."""
+        """One letter, as the page's image list carries it (``u``, ``p``, ``l``, ``s``,
+        ``r``)."""
         return self.value[0]
 
 
@@ -36,13 +40,15 @@ class LabelingProgress(BaseModel):
 
     Attributes:
         images: Images in the project.
-        unlabeled: Images nobody has labeled or skipped yet.
+        unlabeled: Untouched images: no person and no model has labeled them.
         labeled: Images labeled (not yet reviewed).
         skipped: Images set aside.
-        reviewed: Images labeled and reviewed.
-        boxes: Boxes over every image.
-        boxes_per_class: Boxes of each class, in the project's class order (every class is
-            listed, with 0 when it has no box yet).
+        reviewed: Images labeled and marked reviewed.
+        boxes: Human boxes over every image (drafts not counted).
+        boxes_per_class: Human boxes of each class, in the project's class order (every class
+            is listed, with 0 when it has no box yet).
+        prelabeled: Images holding a model's drafts that no person has looked at yet.
+        drafts: Draft boxes (a model's pre-labels not accepted yet) over every image.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,10 +60,12 @@ class LabelingProgress(BaseModel):
     reviewed: int = Field(ge=0)
     boxes: int = Field(ge=0)
     boxes_per_class: dict[str, int] = Field(default_factory=dict)
+    prelabeled: int = Field(default=0, ge=0)
+    drafts: int = Field(default=0, ge=0)
 
     @property
     def done(self) -> int:
-        """Images labeled or reviewed (those an export holds)."""
+        """Images a person has labeled or reviewed (those an export holds)."""
         return self.labeled + self.reviewed
 
     @property
@@ -68,5 +76,6 @@ class LabelingProgress(BaseModel):
     def __repr__(self) -> str:
         return (
             f"LabelingProgress(images={self.images}, labeled={self.labeled}, "
-            f"reviewed={self.reviewed}, skipped={self.skipped}, boxes={self.boxes})"
+            f"reviewed={self.reviewed}, prelabeled={self.prelabeled}, unlabeled={self.unlabeled}, "
+            f"skipped={self.skipped}, boxes={self.boxes}, drafts={self.drafts})"
         )

@@ -27,7 +27,6 @@ import hmac
 import json
 import logging
 import mimetypes
-import random
 import secrets
 import threading
 import webbrowser
@@ -40,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from detectkit.errors import ConflictError, DetectkitError, InvalidInputError, NotFoundError
 from detectkit.labeling.labels import parse_boxes
+from detectkit.labeling.review import ORDERS, labeling_order
 from detectkit.labeling.store import StaleRevisionError
 
 if TYPE_CHECKING:
@@ -77,7 +77,10 @@ class LabelingServer:
             (the Azure backend pushes the labels to the workspace; ``--in-place`` writes the
             source file back).
         sync_interval: Seconds between syncs.
-        order: ``"index"`` (file order) or ``"random"`` (a fixed shuffle).
+        order: ``"index"`` (file order), ``"random"`` (a fixed shuffle), or ``"uncertainty"``
+            (also ``"least_confident"``, ``"margin"``, ``"entropy"``): the images still to label
+            ranked by their drafts' scores, most uncertain first (see
+            :func:`~detectkit.labeling.review.labeling_order`; fixed when first asked for).
     """
 
     def __init__(
@@ -91,8 +94,8 @@ class LabelingServer:
         sync_interval: float = 5.0,
         order: str = "index",
     ) -> None:
-        if order not in ("index", "random"):
-            raise InvalidInputError(f"order: expected 'index' or 'random', got {order!r}")
+        if order not in ORDERS:
+            raise InvalidInputError(f"order: expected one of {list(ORDERS)}, got {order!r}")
         self.store = store
         self.token = token or secrets.token_urlsafe(24)
         self.exporter = exporter
@@ -113,6 +116,7 @@ class LabelingServer:
         self._synced = store.changes
         self._sync_lock = threading.Lock()
         self.last_sync_error: str | None = None
+        self._order: list[int] | None = None
 
     # ---------------------------------------------------------------- public
     @property
@@ -214,11 +218,10 @@ class LabelingServer:
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
     def ordered(self) -> list[int]:
-        """Index positions in labeling order."""
-        positions = list(range(len(self.store)))
-        if self.order == "random":
-            random.Random(0).shuffle(positions)
-        return positions
+        """Index positions in labeling order (computed once, so the list stays put)."""
+        if self._order is None:
+            self._order = labeling_order(self.store, self.order)
+        return self._order
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -310,6 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "progress": store.progress().model_dump(),
                     "can_export": app.exporter is not None,
                     "sync_error": app.last_sync_error,
+                    "order": app.order,
                 }
             )
         if seg == ["api", "progress"]:

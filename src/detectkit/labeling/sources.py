@@ -1,8 +1,14 @@
-"""Where a labeling store's image files come from: a local folder, or a cache filled on demand."""
+"""Where a labeling store's image files come from: a local folder, or a cache filled on demand.
+
+:func:`index_remote` builds the index of remote images (``azureml://`` URLs) for a
+:class:`CachedSource`: each entry's path is where its image lands in the cache, its ``ref`` the
+URL the backend fetches it from.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -10,10 +16,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Protocol
 
-from detectkit.errors import NotFoundError
-from detectkit.labeling.labels import ImageEntry
+from detectkit.dataset import LabeledDataset
+from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.images import is_remote
+from detectkit.labeling.labels import ImageEntry, ImageLabels, image_id, is_draft
+from detectkit.labeling.records import ImageState
 
-__all__ = ["CachedSource", "FolderSource", "ImageSource"]
+__all__ = ["CachedSource", "FolderSource", "ImageSource", "index_remote"]
 
 
 class ImageSource(Protocol):
@@ -119,3 +128,55 @@ class CachedSource:
                     with suppress(FileNotFoundError):
                         os.unlink(tmp)
         return path
+
+
+def index_remote(dataset: LabeledDataset) -> tuple[list[ImageEntry], list[ImageLabels]]:
+    """The index and existing labels of a data set of remote images, for a
+    :class:`CachedSource`.
+
+    An entry's path is the URL's path after ``/paths/`` (a datastore URL) or after the host,
+    made safe for a file system; its ``ref`` is the URL. Images with human boxes start
+    ``labeled``, with only a model's drafts ``prelabeled``.
+
+    Raises:
+        InvalidInputError: An image is a local path.
+    """
+    entries: list[ImageEntry] = []
+    labels: list[ImageLabels] = []
+    taken: set[str] = set()
+    paths: set[str] = set()
+    for k, record in enumerate(dataset.records):
+        url = record.image
+        if not is_remote(url):
+            raise InvalidInputError(
+                f"image {url}: expected a URL (azureml://...), got a local path; label local "
+                "images on the local backend, or upload them as a data asset first"
+            )
+        tail = url.split("/paths/", 1)[1] if "/paths/" in url else url.split("://", 1)[-1]
+        parts = [re.sub(r"[^A-Za-z0-9._-]", "_", p) for p in tail.split("/")]
+        rel = "/".join(p for p in parts if p and p not in (".", "..")) or f"image_{k}"
+        if rel in paths:
+            rel = f"_{k}/{rel}"
+        paths.add(rel)
+        entry = ImageEntry(
+            id=image_id(rel, taken),
+            path=rel,
+            name=record.name,
+            width=record.width,
+            height=record.height,
+            ref=url,
+        )
+        taken.add(entry.id)
+        entries.append(entry)
+        if record.objects:
+            drafts = all(is_draft(o) for o in record.objects)
+            labels.append(
+                ImageLabels(
+                    id=entry.id,
+                    state=ImageState.PRELABELED if drafts else ImageState.LABELED,
+                    objects=record.objects,
+                    width=record.width,
+                    height=record.height,
+                )
+            )
+    return entries, labels

@@ -29,18 +29,17 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from datetime import datetime, timezone
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import ConflictError, InvalidInputError, NotFoundError
 from detectkit.images import image_info
-from detectkit.labeling.labels import ImageEntry, ImageLabels, parse_state
+from detectkit.labeling.files import remove_stale_temp_files, utc_now, write_atomic
+from detectkit.labeling.labels import ImageEntry, ImageLabels, is_draft, parse_state
 from detectkit.labeling.records import ImageState, LabelingProgress
 from detectkit.labeling.sources import ImageSource
 
@@ -58,7 +57,6 @@ __all__ = [
 PROJECT_FILE = "project.json"
 INDEX_FILE = "index.jsonl"
 LABELS_FOLDER = "labels"
-_STALE_TEMP_SECONDS = 60.0
 
 
 class StaleRevisionError(ConflictError):
@@ -95,9 +93,10 @@ class LabelingStore:
         self._by_id = {e.id: i for i, e in enumerate(self._entries)}
         self._lock = threading.RLock()
         self._sizes: dict[str, tuple[int, int]] = {}
-        self._summary: dict[str, tuple[ImageState, Counter[str]]] = {}
+        self._summary: dict[str, tuple[ImageState, Counter[str], int]] = {}
         self._states: Counter[ImageState] = Counter()
         self._classes_total: Counter[str] = Counter()
+        self._drafts = 0
         #: Incremented by every save: a syncer compares it to skip when nothing changed.
         self.changes = 0
         self._load_summary()
@@ -142,7 +141,7 @@ class LabelingStore:
             "name": name,
             "classes": list(classes),
             "instructions": instructions,
-            "created": _now(),
+            "created": utc_now(),
             "info": dict(info or {}),
         }
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +210,7 @@ class LabelingStore:
                         f"{index}, line {number}: not an index entry ({exc})"
                     ) from exc
                 entries.append(entry)
-        _remove_stale_temp_files(root / LABELS_FOLDER)
+        remove_stale_temp_files(root / LABELS_FOLDER)
         return cls(root, meta, entries, source)
 
     # ---------------------------------------------------------------- properties
@@ -315,10 +314,13 @@ class LabelingStore:
                 reviewed=self._states[ImageState.REVIEWED],
                 boxes=sum(self._classes_total.values()),
                 boxes_per_class=per_class,
+                prelabeled=self._states[ImageState.PRELABELED],
+                drafts=self._drafts,
             )
 
     def overview(self) -> tuple[list[str], list[int]]:
-        """Each image's state code and box count, in index order (the page's image list)."""
+        """Each image's state code and box count (drafts included), in index order (the page's
+        image list)."""
         with self._lock:
             states = []
             counts = []
@@ -329,8 +331,13 @@ class LabelingStore:
                     counts.append(0)
                 else:
                     states.append(found[0].code)
-                    counts.append(sum(found[1].values()))
+                    counts.append(sum(found[1].values()) + found[2])
             return states, counts
+
+    def state(self, image: str) -> ImageState:
+        """An image's state, as saved now."""
+        found = self._summary.get(self.entry(image).id)
+        return found[0] if found is not None else ImageState.UNLABELED
 
     def snapshot(self) -> Iterator[ImageLabels]:
         """The labels of every image saved at least once, in index order."""
@@ -354,8 +361,9 @@ class LabelingStore:
         Args:
             image: The image id.
             revision: The revision the change is based on.
-            state: The image's new state.
-            objects: Its boxes (labels must be classes of the project).
+            state: The image's new state (``unlabeled`` and ``prelabeled`` are the same request:
+                the image becomes ``prelabeled`` when it holds drafts, else ``unlabeled``).
+            objects: Its boxes (labels must be classes of the project), drafts included.
 
         Returns:
             The saved labels, with ``revision + 1``.
@@ -367,6 +375,9 @@ class LabelingStore:
         """
         entry = self.entry(image)
         new_state = parse_state(state, where="state")
+        if new_state in (ImageState.UNLABELED, ImageState.PRELABELED):
+            drafted = any(is_draft(o) for o in objects)
+            new_state = ImageState.PRELABELED if drafted else ImageState.UNLABELED
         known = set(self.classes)
         for k, obj in enumerate(objects):
             if obj.label not in known:
@@ -395,7 +406,7 @@ class LabelingStore:
                 objects=tuple(objects),
                 width=width,
                 height=height,
-                updated=_now(),
+                updated=utc_now(),
             )
             write_atomic(path, json.dumps(saved.to_json(), ensure_ascii=False).encode("utf-8"))
             self._account(entry.id, saved)
@@ -445,18 +456,28 @@ class LabelingStore:
     def to_dataset(
         self,
         *,
-        states: Iterable[ImageState | str] = (ImageState.LABELED, ImageState.REVIEWED),
+        states: Iterable[ImageState | str] | None = None,
         original_refs: bool = False,
         root: str | os.PathLike[str] | None = None,
+        include_drafts: bool = False,
     ) -> LabeledDataset:
         """The images in ``states`` with their boxes, as a :class:`~detectkit.LabeledDataset`.
 
+        Human boxes only (accepted or edited drafts are human): a model's drafts are left out
+        unless ``include_drafts``, and then keep ``source="model"`` and their score, so they
+        are never mistaken for human labels.
+
         Args:
-            states: Which images to keep (default: labeled and reviewed).
+            states: Which images to keep (default: labeled and reviewed, plus pre-labeled
+                with ``include_drafts``).
+            include_drafts: Keep the drafts too.
             original_refs: Refer to each image by its original reference (the user's file or
                 the image URL) instead of the local file of the image source.
             root: The data set's root folder (default: the image source's folder).
         """
+        if states is None:
+            states = [ImageState.LABELED, ImageState.REVIEWED]
+            states += [ImageState.PRELABELED] if include_drafts else []
         wanted = {parse_state(s, where="states") for s in states}
         records = []
         for entry in self._entries:
@@ -474,7 +495,7 @@ class LabelingStore:
                     width=labels.width,
                     height=labels.height,
                     format="jpg" if suffix in ("jpeg", "jpe", "jfif") else suffix,
-                    objects=labels.objects,
+                    objects=tuple(o for o in labels.objects if include_drafts or not is_draft(o)),
                 )
             )
         if root is None and not original_refs:
@@ -511,15 +532,14 @@ class LabelingStore:
         if previous is not None:
             self._states[previous[0]] -= 1
             self._classes_total.subtract(previous[1])
-        counts = Counter(o.label for o in new.objects)
-        self._summary[image] = (new.state, counts)
-        self._states[new.state] += 1
-        self._classes_total.update(counts)
+            self._drafts -= previous[2]
+        self._count(image, new)
 
     def _load_summary(self) -> None:
         self._summary = {}
         self._states = Counter()
         self._classes_total = Counter()
+        self._drafts = 0
         folder = self.folder / LABELS_FOLDER
         folder.mkdir(exist_ok=True)
         with os.scandir(folder) as found:
@@ -529,12 +549,16 @@ class LabelingStore:
             if image not in self._by_id:
                 continue
             labels = self._read(image)
-            if labels is None:
-                continue
-            counts = Counter(o.label for o in labels.objects)
-            self._summary[image] = (labels.state, counts)
-            self._states[labels.state] += 1
-            self._classes_total.update(counts)
+            if labels is not None:
+                self._count(image, labels)
+
+    def _count(self, image: str, labels: ImageLabels) -> None:
+        counts = Counter(o.label for o in labels.objects if not is_draft(o))
+        drafts = sum(1 for o in labels.objects if is_draft(o))
+        self._summary[image] = (labels.state, counts, drafts)
+        self._states[labels.state] += 1
+        self._classes_total.update(counts)
+        self._drafts += drafts
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -547,38 +571,3 @@ class LabelingStore:
             yield
         finally:
             os.close(fd)  # closing releases the lock
-
-
-# ---------------------------------------------------------------------------- helpers
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically: a temporary file in the same folder,
-    flushed to disk (``durable``), then renamed over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _remove_stale_temp_files(folder: Path) -> None:
-    """Temporary files a killed save left behind (older than a minute: not in flight)."""
-    if not folder.is_dir():
-        return
-    cutoff = time.time() - _STALE_TEMP_SECONDS
-    with os.scandir(folder) as found:
-        for item in found:
-            if item.name.startswith(".") and item.name.endswith(".tmp"):
-                with suppress(OSError):
-                    if item.stat().st_mtime < cutoff:
-                        os.unlink(item.path)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

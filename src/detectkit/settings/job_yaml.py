@@ -257,9 +257,9 @@ def _serverless(data: Mapping[str, Any], problems: list[tuple[str, str]]) -> dic
                 problems.append(
                     (f"{section}.{key}", f"not supported for AutoML jobs (known: {sorted(keys)})")
                 )
-        for key, field in keys.items():
+        for key, name in keys.items():
             if value.get(key) is not None:
-                fields[field] = value[key]
+                fields[name] = value[key]
     if isinstance(fields.get("job_tier"), str):
         fields["job_tier"] = fields["job_tier"].lower()
     return fields

@@ -66,7 +66,9 @@ def scored(
     bad = root / "images" / "img_0003_broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20)
     out = root / "out" / "predictions.jsonl"
-    result = score_images(model_dir, image_files(root), out=out, processes=2, batch_size=2)
+    result = score_images(
+        model_dir, image_files(root), out=out, processes=2, batch_size=2, runtime="torch"
+    )
     return image_files(root), out, result, bad
 
 

@@ -262,7 +262,7 @@ def test_collect_returns_the_good_images_and_names_the_corrupt_one(
         endpoint = handle(root, "collect")
         batch = endpoint.predict(images, batch_size=6, concurrency=2, errors="collect")
         sent = len(proxy.sizes)
-        with pytest.raises(EndpointError, match="HTTP 500"):
+        with pytest.raises(EndpointError, match="HTTP 400"):
             endpoint.predict(images[4:], batch_size=6)  # errors="raise": no split
         assert len(proxy.sizes) - sent == 2
     assert isinstance(batch, PredictionBatch)
@@ -273,7 +273,7 @@ def test_collect_returns_the_good_images_and_names_the_corrupt_one(
         (3, "images[3]", "InvalidInputError"),
         (8, str(bad), "EndpointError"),
     ]
-    assert batch.failures[1].status_code == 500
+    assert batch.failures[1].status_code == 400
     # the failed request of 6 was split 3 + 3, then 1 + 2, then 1 + 1: only image 8 failed
     assert sent == 2 + 6
     assert not batch.ok and "failures=2" in repr(batch)

@@ -32,6 +32,7 @@ from detectkit.backends.azure.datasets import next_version, upload_dataset
 from detectkit.backends.azure.downloads import download_model_folder
 from detectkit.backends.azure.errors import boundary, translate_error
 from detectkit.backends.azure.jobs import build_deployment_entities, build_job
+from detectkit.backends.azure.labeling import AzureLabelingMethods
 from detectkit.backends.azure.records import (
     asset_ref,
     dataset_asset,
@@ -83,7 +84,7 @@ __all__ = ["AzureBackend", "translate_error"]
 logger = logging.getLogger("detectkit.azure")
 
 
-class AzureBackend(AzureBatchMethods):
+class AzureBackend(AzureBatchMethods, AzureLabelingMethods):
     """Work against an Azure ML workspace (use :meth:`detectkit.Project.azure`).
 
     Args:

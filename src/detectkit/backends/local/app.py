@@ -16,8 +16,8 @@ documentation promises. FastAPI, MLflow and pandas are imported only when a serv
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -31,21 +31,23 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectkit.backends.local import onnx_runtime
-from detectkit.errors import DetectkitError, InvalidInputError, NotFoundError, missing_dependency
-from detectkit.images import image_info
+from detectkit.backends.local.checks import (
+    ERROR_SHAPE,
+    ScoringRequestError,
+    parse_scoring_request,
+    undecodable_image,
+)
+from detectkit.errors import InvalidInputError, NotFoundError, missing_dependency
 from detectkit.scoring.contract import (
     NO_INPUT_DATA,
-    RequestContractError,
-    check_base64,
     normalize_output,
-    request_rows,
-    row_name,
 )
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
+    "ERROR_SHAPE",
     "NO_INPUT_DATA",
     "RUNTIMES",
     "ModelRunner",
@@ -56,7 +58,9 @@ __all__ = [
     "load_model",
     "normalize_output",
     "parse_scoring_request",
+    "undecodable_image",
 ]
+
 
 logger = logging.getLogger("detectkit.serve")
 
@@ -91,6 +95,16 @@ class ServerOptions(BaseModel):
         runtime: ``"torch"`` (default: the MLflow model as saved), ``"onnx"`` (ONNX Runtime;
             SSD local models, exported on first use and cached) or ``"auto"`` (ONNX Runtime
             when installed and the model can use it): see :func:`load_model`.
+        max_image_pixels: Most pixels (width x height, read from the image header before
+            anything is decoded) of one image; larger ones get 413. Default 40 million
+            (a 7,700 x 5,200 photo): memory grows with pixels, not bytes (a 1.5 MB
+            10,000 x 10,000 JPEG decodes to 300 MB of RGB and several GB in a model).
+        max_request_pixels: Most pixels of all the images of one request; more get 413.
+            Default 100 million.
+        read_timeout_s: Seconds a client may take to send a request's headers (from the
+            connection or the previous answer) and, separately, its body; a slower one is
+            disconnected (headers) or answered 408 (body), so slow or stalled clients hold
+            no connection longer than this.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -105,64 +119,9 @@ class ServerOptions(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     access_log: bool = False
     runtime: Literal["auto", "torch", "onnx"] = "torch"
-
-
-class ScoringRequestError(DetectkitError):
-    """A scoring request the server refuses: an HTTP status, a code and a message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status = status
-        self.code = code
-        self.message = message
-        super().__init__(f"HTTP {status} {code}: {message}")
-
-
-# ===================================================================== request and answer
-def parse_scoring_request(body: bytes) -> list[str]:
-    """The base64 images of a scoring request body, each checked to decode to an image.
-
-    Accepts rows as strings or one-element lists (pandas ``split`` orient) and base64 with
-    line breaks (``base64.encodebytes``): the contract of :mod:`detectkit.scoring.contract`.
-    Only image headers are read, not pixels.
-
-    Raises:
-        ScoringRequestError: 400 naming the problem (``request.input_data.data[3]: not valid
-            base64``).
-    """
-    try:
-        rows = request_rows(body)
-        images: list[str] = []
-        for i, value in enumerate(rows):
-            where = row_name(i)
-            encoded = check_base64(value, where)
-            # the header is near the start: decode a prefix, and all of it only when that fails
-            head = binascii.a2b_base64(encoded[:_HEAD_CHARS])
-            problem = _image_problem(head)
-            if problem is not None and len(encoded) > _HEAD_CHARS:
-                head = binascii.a2b_base64(encoded)
-                problem = _image_problem(head)
-            if problem is not None:
-                raise ScoringRequestError(
-                    400,
-                    "InvalidImage",
-                    f"{where}: {problem} (base64 of {len(encoded) // 4 * 3} bytes)",
-                )
-            images.append(value if isinstance(value, str) else value.decode("ascii"))
-    except RequestContractError as exc:
-        raise ScoringRequestError(400, exc.code, exc.message) from None
-    return images
-
-
-_HEAD_CHARS = 4096  # base64 characters decoded to read an image header (3 KiB)
-
-
-def _image_problem(data: bytes) -> str | None:
-    """Why Pillow cannot read an image header from ``data``, or None."""
-    try:
-        info = image_info(data)
-    except InvalidInputError as exc:
-        return str(exc)
-    return None if info.width >= 1 and info.height >= 1 else "zero-sized image"
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_request_pixels: int = Field(default=100_000_000, ge=1)
+    read_timeout_s: float = Field(default=10.0, gt=0.0)
 
 
 def _json_default(value: Any) -> Any:
@@ -415,6 +374,7 @@ def create_app(
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import Response
+        from starlette.exceptions import HTTPException as StarletteHTTPException
     except ImportError as exc:
         raise missing_dependency("fastapi", "local") from exc
 
@@ -471,7 +431,8 @@ def create_app(
                     "no key: send the header 'Authorization: Bearer <key>' "
                     "(endpoint.keys().primary)",
                 )
-            if not any(hmac.compare_digest(token.strip().encode("utf-8"), k) for k in accepted):
+            # compared exactly: a key with a space or a character more is another key
+            if not any(hmac.compare_digest(token.encode("utf-8"), k) for k in accepted):
                 return error(401, "Unauthorized", "the key was refused: use endpoint.keys()")
         media = request.headers.get("content-type", "application/json")
         media = media.split(";", 1)[0].strip().lower()
@@ -481,7 +442,17 @@ def create_app(
                 "UnsupportedMediaType",
                 f"Content-Type: expected application/json, got {media!r}",
             )
-        body = await _read_body(request, opts.max_body_bytes)
+        try:
+            body = await asyncio.wait_for(
+                _read_body(request, opts.max_body_bytes), opts.read_timeout_s
+            )
+        except TimeoutError:
+            return error(
+                408,
+                "RequestTimeout",
+                f"the request body did not arrive within {opts.read_timeout_s:g} s "
+                "(ServerOptions.read_timeout_s)",
+            )
         if body is None:
             return error(
                 413,
@@ -489,10 +460,15 @@ def create_app(
                 f"the body is larger than the limit of {opts.max_body_bytes} bytes: send "
                 "fewer or smaller images per request",
             )
+        parse = functools.partial(
+            parse_scoring_request,
+            max_image_pixels=opts.max_image_pixels,
+            max_request_pixels=opts.max_request_pixels,
+        )
         try:
             if len(body) > _BIG_BODY:
-                return await asyncio.to_thread(parse_scoring_request, body)
-            return parse_scoring_request(body)
+                return await asyncio.to_thread(parse, body)
+            return parse(body)
         except ScoringRequestError as exc:
             return error(exc.status, exc.code, exc.message)
 
@@ -514,6 +490,9 @@ def create_app(
                 f"{opts.request_timeout_s:g} s",
             )
         except Exception as exc:
+            bad = await asyncio.to_thread(undecodable_image, images)
+            if bad is not None:
+                return error(400, "InvalidImage", bad)
             logger.error("model failed on a request of %d images", len(images), exc_info=exc)
             first = (str(exc).strip().splitlines() or [""])[0][:300]
             return error(500, "ModelError", f"the model raised {type(exc).__name__}: {first}")
@@ -523,6 +502,21 @@ def create_app(
             return error(500, "ModelError", f"the model's answer is not JSON: {exc}")
         return Response(content, 200, media_type="application/json")
 
+    async def http_error(_: Request, exc: Exception) -> Response:
+        status = int(getattr(exc, "status_code", 500))
+        if status == 404:
+            return error(404, "NotFound", "no such path: POST /score, GET /health")
+        if status == 405:
+            return error(405, "MethodNotAllowed", "use POST /score or GET /health")
+        detail = str(getattr(exc, "detail", "") or exc)
+        return error(status, "HttpError", detail, **dict(getattr(exc, "headers", None) or {}))
+
+    async def server_error(_: Request, exc: Exception) -> Response:
+        logger.error("unexpected error", exc_info=exc)
+        return error(500, "InternalServerError", f"the server raised {type(exc).__name__}")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)
     app.router.add_route("/health", health, methods=["GET"])
     app.router.add_route("/", root, methods=["GET"])
     app.router.add_route("/score", score, methods=["POST"])

@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from detectkit.backends.local.app import ServerOptions, cpu_count
 from detectkit.backends.local.processes import (
+    PIDS_FILE,
     SERVER_MODULE,
     alive,
     health,
@@ -256,10 +257,12 @@ class LocalEndpoints:
         return self._info(record, healthy=None)
 
     def delete_endpoint(self, name: str) -> None:
-        """Stop the server (SIGTERM to its process group, SIGKILL after
-        :data:`STOP_TIMEOUT` s) and remove the endpoint's folder, keys and log included."""
+        """Stop the server and every server process recorded for it (SIGTERM, SIGKILL after
+        :data:`STOP_TIMEOUT` s; verified gone, else EndpointError) and remove its folder."""
         record = self._require(name)
-        stop(record.pid, STOP_TIMEOUT)
+        left = stop(record.pid, STOP_TIMEOUT, self._folder(name) / PIDS_FILE)
+        if left:
+            raise EndpointError(f"endpoint {name!r}: server processes {left} did not stop")
         self._records.pop(name, None)
         shutil.rmtree(self._folder(name), ignore_errors=True)
 
@@ -461,17 +464,12 @@ class LocalEndpoints:
             "-m",
             SERVER_MODULE,
             str(model_path),
-            "--host",
-            _HOST,
-            "--port",
-            str(port),
-            "--port-fallback",
+            *("--host", _HOST, "--port", str(port), "--port-fallback"),
             "--key-file",
             str(keys),
             "--ready-file",
             str(ready),
-            "--pid-file",
-            str(pid_file),
+            *("--pid-file", str(pid_file), "--pids-file", str(folder / PIDS_FILE)),
             "--detach",
             *option_args(self._options.model_copy(update={"request_timeout_s": request_timeout_s})),
         ]

@@ -17,10 +17,12 @@ from typing import Any
 
 from detectkit.backends.local.app import ServerOptions
 
-__all__ = ["SERVER_MODULE", "alive", "health", "option_args", "stop", "tail"]
+__all__ = ["PIDS_FILE", "SERVER_MODULE", "alive", "health", "option_args", "stop", "tail"]
 
 #: The module a server process runs (``python -m ...``); its command line names it.
 SERVER_MODULE = "detectkit.backends.local.serve"
+#: The file in an endpoint's folder where its supervisor lists its server processes.
+PIDS_FILE = "processes.json"
 
 
 def alive(pid: int) -> bool:
@@ -62,22 +64,46 @@ def health(host: str, port: int, pid: int, *, timeout: float) -> bool:
         conn.close()
 
 
-def stop(pid: int, timeout: float) -> None:
-    """SIGTERM the server's process group, wait, then SIGKILL it."""
-    if not alive(pid):
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+def stop(pid: int, timeout: float, pids_file: Path | None = None) -> list[int]:
+    """Stop a server and every server process recorded for it: SIGTERM, wait, SIGKILL.
+
+    ``pid`` is the supervisor (its process group holds the server processes it forked);
+    ``pids_file`` (:data:`PIDS_FILE`, written by the supervisor) lists those processes, so
+    they are stopped even when the supervisor was killed before them. Only processes that
+    still run the server module are signalled (a pid reused by another program is left alone).
+
+    Returns:
+        The recorded processes still alive afterwards (empty when all are gone).
+    """
+    pids = [pid, *_recorded(pids_file, pid)]
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        running = [p for p in pids if alive(p)]
+        if not running:
+            return []
+        if pid in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+        for p in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p, sig)
+        deadline = time.monotonic() + wait
+        while any(alive(p) for p in running) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def _recorded(pids_file: Path | None, supervisor: int) -> list[int]:
+    """The server processes ``pids_file`` lists for ``supervisor``."""
+    if pids_file is None:
+        return []
+    try:
+        data: Any = json.loads(pids_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or data.get("supervisor") != supervisor:
+        return []
+    listed = data.get("processes")
+    return [p for p in listed if isinstance(p, int) and p > 1] if isinstance(listed, list) else []
 
 
 def tail(path: Path, lines: int) -> str:
@@ -112,4 +138,11 @@ def option_args(options: ServerOptions) -> list[str]:
         args.append(f"--threads={options.threads}")
     if options.access_log:
         args.append("--access-log")
+    if options.runtime != "torch":
+        args.append(f"--runtime={options.runtime}")
+    args += [
+        f"--max-image-pixels={options.max_image_pixels}",
+        f"--max-request-pixels={options.max_request_pixels}",
+        f"--read-timeout={options.read_timeout_s:g}",
+    ]
     return args

@@ -181,8 +181,11 @@ class DetectionModel(PythonModel):  # type: ignore[misc]
             tensors.append(torch.from_numpy(array).permute(2, 0, 1))
         answers: list[list[dict[str, Any]]] = []
         with torch.inference_mode():
-            for start in range(0, len(tensors), _BATCH):
-                chunk = tensors[start : start + _BATCH]
+            # on a CPU one image per call is fastest (8 per call measured 35% slower per
+            # image with one thread: activations leave the cache); a GPU gains from batches
+            step = _BATCH if str(self.device).startswith("cuda") else 1
+            for start in range(0, len(tensors), step):
+                chunk = tensors[start : start + step]
                 batch = [t.to(self.device).float().div_(255) for t in chunk]
                 for tensor, result in zip(chunk, self.model(batch), strict=True):
                     answers.append(self._boxes(tensor, result))

@@ -35,13 +35,16 @@ uvicorn, MLflow and pandas are imported only when a server starts.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,6 +79,10 @@ logger = logging.getLogger("detectkit.serve")
 
 #: ``sys.setswitchinterval`` of a server process (see :func:`serve_forever`).
 SWITCH_INTERVAL_S = 0.0005
+#: The answer header naming the server process that answered.
+PROCESS_HEADER = "X-Server-Process"
+#: Seconds between a server process's checks that its supervisor is still there.
+PARENT_POLL_S = 0.5
 
 
 # ===================================================================== running
@@ -89,6 +96,7 @@ def serve_forever(
     options: ServerOptions | None = None,
     ready_file: str | os.PathLike[str] | None = None,
     port_fallback: bool = False,
+    pids_file: str | os.PathLike[str] | None = None,
 ) -> None:
     """Serve an MLflow model folder on ``host:port`` until SIGINT / SIGTERM (``detectkit serve``).
 
@@ -102,6 +110,9 @@ def serve_forever(
         options: Limits and batching.
         ready_file: Where to write ``{"pid", "host", "port"}`` once the port is open.
         port_fallback: Take any free port when ``port`` is in use instead of failing.
+        pids_file: Where the supervisor keeps ``{"supervisor": pid, "processes": [...]}``, the
+            server processes it runs now (rewritten when one is replaced), so that whoever
+            stops the endpoint can stop each of them, even after the supervisor was killed.
 
     Raises:
         NotFoundError: ``model_path`` is not an MLflow model folder.
@@ -137,7 +148,12 @@ def serve_forever(
     except ImportError as exc:
         raise missing_dependency("uvicorn", "local") from exc
 
-    sock = _bind(host, port, port_fallback)
+    # several processes: each listens on its own SO_REUSEPORT socket, so that the kernel
+    # spreads the connections over them (on one shared socket the process that wakes first
+    # accepts every pending connection, even while its model is busy); this one only reserves
+    # the port and never listens, so no connection waits on a socket nobody accepts
+    reuse_port = processes > 1 and hasattr(socket, "SO_REUSEPORT")
+    sock = _bind(host, port, port_fallback, reuse_port=reuse_port)
     bound = sock.getsockname()[1]
     server_pid = os.getpid()
     logger.info(
@@ -158,19 +174,26 @@ def serve_forever(
         app = create_app(
             runner, keys=accepted, options=opts, description=str(model_path), pid=server_pid
         )
+        listening = sock
+        if reuse_port:
+            listening = _bind(host, bound, False, reuse_port=True, listen=True)
+            sock.close()  # this process's copy of the reserving socket
         config = uvicorn.Config(
             app,
             log_level="info",
             access_log=opts.access_log,
             timeout_graceful_shutdown=5,
             log_config=None,
+            http=_read_timeout_protocol(opts.read_timeout_s),
+            # which server process answered (GET /health names the supervisor)
+            headers=[(PROCESS_HEADER, str(os.getpid()))],
         )
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(config).run(sockets=[listening])
 
     if ready_file is not None:
         _write_json(Path(ready_file), {"pid": server_pid, "host": host, "port": bound})
     if processes > 1:
-        _supervise(run, processes)
+        _supervise(run, processes, Path(pids_file) if pids_file is not None else None)
     else:
         run()
 
@@ -210,21 +233,31 @@ class _Stop(Exception):
     """Raised by the supervisor's signal handler to leave ``os.wait``."""
 
 
-def _supervise(run: Callable[[], None], processes: int) -> None:
-    """Run ``run`` in ``processes`` forked children sharing the listening socket; restart a
-    child that dies; on SIGTERM or SIGINT stop them all and return.
+def _supervise(run: Callable[[], None], processes: int, pids_file: Path | None = None) -> None:
+    """Run ``run`` in ``processes`` forked children; restart a child that dies; on SIGTERM or
+    SIGINT stop them all and return.
 
     The children inherit the loaded model (copy-on-write) and stay in this process group, so
-    stopping the group stops every one of them.
+    stopping the group stops every one of them; each also dies with this process (a
+    parent-death signal on Linux, and everywhere a thread that watches its parent), so a
+    killed supervisor leaves no server process behind. ``pids_file`` lists them.
     """
     children: dict[int, float] = {}
     quick_deaths = 0
+    supervisor = os.getpid()
+
+    def record(first: bool = False) -> None:
+        # a redeploy's new supervisor takes the file over: rewrite only while it names this one
+        if pids_file is None or (not first and _listed_supervisor(pids_file) != supervisor):
+            return
+        _write_json(pids_file, {"supervisor": supervisor, "processes": sorted(children)})
 
     def spawn() -> None:
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the child, reported through its exit
             code = 0
             try:
+                _die_with_parent(supervisor)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 run()
@@ -243,6 +276,7 @@ def _supervise(run: Callable[[], None], processes: int) -> None:
     try:
         for _ in range(processes):
             spawn()
+        record(first=True)
         logger.info("supervising %d server processes: %s", processes, sorted(children))
         while True:
             pid, status = os.wait()
@@ -256,12 +290,96 @@ def _supervise(run: Callable[[], None], processes: int) -> None:
                 break
             logger.warning("server process %d exited with %d; starting another", pid, code)
             spawn()
+            record()
     except _Stop:
         logger.info("stopping %d server processes", len(children))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _stop_children(children)
+
+
+def _listed_supervisor(path: Path) -> int | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("supervisor")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this (forked) process exit when ``parent`` does: ``PR_SET_PDEATHSIG`` on Linux,
+    and a daemon thread polling the parent id everywhere (and for the moment before the
+    signal was armed)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _read_timeout_protocol(timeout_s: float) -> type[Any]:
+    """uvicorn's h11 protocol, closing a connection whose request headers have not all
+    arrived ``timeout_s`` after it opened or after the previous answer (uvicorn's own
+    keep-alive timer restarts on every byte, so a client trickling a byte a second would hold
+    the connection forever)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class ReadTimeoutProtocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(timeout_s, self._expired)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _waiting_for_headers(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _expired(self) -> None:
+            self._header_timer = None
+            if self._waiting_for_headers() and not self.transport.is_closing():
+                with contextlib.suppress(h11.LocalProtocolError):
+                    self.conn.send(h11.ConnectionClosed())
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self._waiting_for_headers():
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+                if not self._waiting_for_headers():  # a pipelined request already in
+                    self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return ReadTimeoutProtocol
 
 
 def _stop_children(children: dict[int, float], timeout: float = 10.0) -> None:
@@ -284,12 +402,24 @@ def _stop_children(children: dict[int, float], timeout: float = 10.0) -> None:
             os.waitpid(pid, 0)
 
 
-def _bind(host: str, port: int, fallback: bool) -> socket.socket:
+def _bind(
+    host: str, port: int, fallback: bool, *, reuse_port: bool = False, listen: bool | None = None
+) -> socket.socket:
+    """A socket bound to ``host:port`` (listening unless ``reuse_port``, when the caller's
+    server processes each listen on their own socket of the port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if reuse_port and listen is None:
+        # a port held by another program's SO_REUSEPORT socket would be shared with it: take
+        # the port first without the option, which fails when anything holds it
+        probe = _bind(host, port, fallback, listen=False)
+        port = probe.getsockname()[1]
+        probe.close()
     # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say TCP,
     # and headers and body are written apart (Nagle + delayed ACK would add 40 ms a request)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -300,7 +430,8 @@ def _bind(host: str, port: int, fallback: bool) -> socket.socket:
                 "(0 takes any free one)"
             ) from exc
         sock.bind((host, 0))
-    sock.listen(256)
+    if listen if listen is not None else not reuse_port:
+        sock.listen(256)
     sock.set_inheritable(True)
     return sock
 
@@ -341,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--key-file", type=Path, help='JSON {"primary", "secondary"} keys')
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--pid-file", type=Path)
+    parser.add_argument("--pids-file", type=Path, help="where the server processes are listed")
     parser.add_argument("--detach", action="store_true")
     defaults = ServerOptions()
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
@@ -353,6 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--access-log", action="store_true")
     parser.add_argument("--runtime", choices=["auto", "torch", "onnx"], default=defaults.runtime)
+    parser.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels)
+    parser.add_argument("--max-request-pixels", type=int, default=defaults.max_request_pixels)
+    parser.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s)
     args = parser.parse_args(argv)
     if args.detach and hasattr(os, "fork"):
         child = os.fork()
@@ -374,6 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         access_log=args.access_log,
         runtime=args.runtime,
+        max_image_pixels=args.max_image_pixels,
+        max_request_pixels=args.max_request_pixels,
+        read_timeout_s=args.read_timeout,
     )
     try:
         serve_forever(
@@ -384,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options=options,
             ready_file=args.ready_file,
             port_fallback=args.port_fallback,
+            pids_file=args.pids_file,
         )
     except DetectkitError as exc:
         logger.error("%s", exc)

@@ -8,7 +8,7 @@
   const S = {
     classes: [], ids: [], names: [], states: [], counts: [], filter: "", cur: -1,
     labels: null, undo: [], redo: [], sel: -1, cls: 0, view: { k: 1, x: 0, y: 0 },
-    saving: false, pending: false, drag: null, space: false, items: [],
+    saving: false, pending: false, drag: null, space: false, items: [], threshold: 0, mouse: null,
   };
   const view = $("view"), stage = $("stage"), img = $("image"), layer = $("boxes");
 
@@ -25,6 +25,11 @@
   const copy = (boxes) => boxes.map((b) => ({ ...b }));
   const W = () => S.labels.width || img.naturalWidth || 1;
   const H = () => S.labels.height || img.naturalHeight || 1;
+  // a draft is a model's pre-label (source "model"); accepting or editing it makes it human
+  const isDraft = (b) => b.source === "model";
+  const shown = (b) => !isDraft(b) || (b.score == null ? 1 : b.score) >= S.threshold;
+  const humanize = (b) => { delete b.source; delete b.score; delete b.model_version; return b; };
+  const score = (b) => (b.score == null ? "" : " " + b.score.toFixed(2));
 
   // ------------------------------------------------------------------ the lists
   function renderClasses() {
@@ -51,7 +56,8 @@
       const num = document.createElement("span"); num.className = "n"; num.textContent = n;
       row.append(name, bar, num); chart.append(row);
     }
-    $("count").textContent = `${progress.labeled + progress.reviewed} of ${progress.images} done · ${progress.skipped} skipped · ${progress.boxes} boxes`;
+    const pre = progress.prelabeled || 0, drafts = progress.drafts || 0;
+    $("count").textContent = `${progress.labeled + progress.reviewed} of ${progress.images} done (${progress.reviewed} reviewed) · ${pre} pre-labeled · ${progress.unlabeled} untouched · ${progress.skipped} skipped · ${progress.boxes} boxes` + (drafts ? ` · ${drafts} drafts` : "");
   }
   function renderImages() {
     const ol = $("images"); ol.textContent = ""; S.items = [];
@@ -83,27 +89,36 @@
     layer.textContent = "";
     const w = W(), h = H();
     S.labels.boxes.forEach((b, i) => {
+      if (!shown(b)) return;
       const d = document.createElement("div");
-      d.className = "box body" + (i === S.sel ? " selected" : "");
+      d.className = "box body" + (i === S.sel ? " selected" : "") + (isDraft(b) ? " draft" : "");
       d.dataset.index = i; d.dataset.label = b.label;
       d.style.setProperty("--c", color(b.label));
       d.style.left = b.top_x * w + "px"; d.style.top = b.top_y * h + "px";
       d.style.width = (b.bottom_x - b.top_x) * w + "px"; d.style.height = (b.bottom_y - b.top_y) * h + "px";
-      const tag = document.createElement("span"); tag.className = "tag"; tag.textContent = b.label; d.append(tag);
+      const tag = document.createElement("span"); tag.className = "tag"; tag.textContent = b.label + (isDraft(b) ? score(b) : ""); d.append(tag);
       for (const hd of HANDLES) { const e = document.createElement("span"); e.className = "h " + hd; e.dataset.handle = hd; d.append(e); }
       layer.append(d);
     });
     const list = $("boxlist"); list.textContent = "";
     S.labels.boxes.forEach((b, i) => {
-      const li = document.createElement("li"); li.className = i === S.sel ? "selected" : "";
+      if (!shown(b)) return;
+      const li = document.createElement("li"); li.className = (i === S.sel ? "selected" : "") + (isDraft(b) ? " draft" : "");
       const sw = document.createElement("span"); sw.className = "swatch"; sw.style.setProperty("--c", color(b.label));
       const sel = document.createElement("select");
       for (const c of S.classes) { const o = document.createElement("option"); o.value = o.textContent = c; sel.append(o); }
       sel.value = b.label;
-      sel.onchange = () => change(() => { S.labels.boxes[i].label = sel.value; });
-      const del = document.createElement("button"); del.textContent = "×"; del.title = "Delete (Del)";
+      sel.onchange = () => change(() => { humanize(S.labels.boxes[i]).label = sel.value; });
+      const del = document.createElement("button"); del.textContent = "×"; del.title = "Delete / reject (Del, R)";
       del.onclick = () => { S.sel = i; removeSelected(); };
-      li.append(sw, sel, del); li.onclick = (e) => { if (e.target === li) { S.sel = i; renderBoxes(); } };
+      li.append(sw, sel);
+      if (isDraft(b)) {
+        const tag = document.createElement("span"); tag.className = "score"; tag.textContent = "draft" + score(b);
+        const ok = document.createElement("button"); ok.textContent = "✓"; ok.title = "Accept (A)"; ok.className = "accept";
+        ok.onclick = () => acceptBoxes([i]);
+        li.append(tag, ok);
+      }
+      li.append(del); li.onclick = (e) => { if (e.target === li) { S.sel = i; renderBoxes(); } };
       list.append(li);
     });
   }
@@ -137,7 +152,7 @@
     S.undo.push({ boxes: copy(S.labels.boxes), state: S.labels.state }); S.redo = [];
     mutate();
     if (state) S.labels.state = state;
-    else if (S.labels.state === "unlabeled" || S.labels.state === "skipped") S.labels.state = "labeled";
+    else if (["unlabeled", "prelabeled", "skipped"].includes(S.labels.state)) S.labels.state = "labeled";
     renderBoxes(); save();
   }
   function restore(from, to) {
@@ -184,8 +199,23 @@
   function pickClass(i) {
     if (i >= S.classes.length) return;
     S.cls = i; renderClasses();
-    if (S.sel >= 0 && S.labels.boxes[S.sel].label !== S.classes[i]) change(() => { S.labels.boxes[S.sel].label = S.classes[i]; });
+    if (S.sel >= 0 && S.labels.boxes[S.sel].label !== S.classes[i]) change(() => { humanize(S.labels.boxes[S.sel]).label = S.classes[i]; });
   }
+  // the shown box under the pointer (the smallest when nested), else the selected one
+  function boxAt() {
+    const p = S.mouse; let best = -1, area = Infinity;
+    if (p) S.labels.boxes.forEach((b, i) => {
+      const a = (b.bottom_x - b.top_x) * (b.bottom_y - b.top_y);
+      if (shown(b) && p.x >= b.top_x && p.x <= b.bottom_x && p.y >= b.top_y && p.y <= b.bottom_y && a < area) { best = i; area = a; }
+    });
+    return best >= 0 ? best : S.sel;
+  }
+  function acceptBoxes(which) {
+    const todo = which.filter((k) => k >= 0 && isDraft(S.labels.boxes[k]));
+    if (todo.length) change(() => { for (const k of todo) humanize(S.labels.boxes[k]); });
+  }
+  const acceptAll = () => acceptBoxes(S.labels.boxes.map((b, k) => (isDraft(b) && shown(b) ? k : -1)));
+  function rejectAt() { const k = boxAt(); if (k >= 0) { S.sel = k; removeSelected(); } }
   async function setState(state, step) {
     if (S.labels.state !== state) change(() => {}, state);
     const n = nextIndex(step); if (n >= 0) await go(n);
@@ -215,6 +245,7 @@
     e.preventDefault();
   });
   view.addEventListener("pointermove", (e) => {
+    if (S.labels) S.mouse = point(e);
     const d = S.drag; if (!d) return;
     if (d.mode === "pan") { S.view.x = d.v.x + e.clientX - d.x; S.view.y = d.v.y + e.clientY - d.y; applyView(); return; }
     const p = point(e);
@@ -234,8 +265,10 @@
       if (d.mode.includes("n")) b.top_y = Math.min(b.bottom_y - 0.001, Math.max(0, b.top_y + dy));
       if (d.mode.includes("s")) b.bottom_y = Math.max(b.top_y + 0.001, Math.min(1, b.bottom_y + dy));
     }
+    if (["top_x", "top_y", "bottom_x", "bottom_y"].some((f) => b[f] !== d.b[f])) humanize(b);  // an edited draft is human
     S.labels.boxes[S.sel] = b; renderBoxes();
   });
+  view.addEventListener("pointerleave", () => { S.mouse = null; });
   view.addEventListener("pointerup", () => {
     const d = S.drag; S.drag = null; if (!d || d.mode === "pan") return;
     if (d.mode === "draw") {
@@ -263,6 +296,10 @@
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (/^[1-9]$/.test(e.key)) pickClass(+e.key - 1);
     else if (key === "delete" || key === "backspace") removeSelected();
+    else if (e.key === "A" || (key === "a" && e.shiftKey)) acceptAll();
+    else if (key === "a") acceptBoxes([boxAt()]);
+    else if (key === "r") rejectAt();
+    else if (key === "v") setState("reviewed", 1);
     else if (key === "n" || key === "arrowright") go(nextIndex(1));
     else if (key === "p" || key === "arrowleft") go(nextIndex(-1));
     else if (key === "k") setState("skipped", 1);
@@ -280,6 +317,10 @@
   $("next").onclick = () => go(nextIndex(1));
   $("skip").onclick = () => setState("skipped", 1);
   $("done").onclick = () => setState("labeled", 1);
+  $("reviewed").onclick = () => setState("reviewed", 1);
+  $("acceptall").onclick = acceptAll;
+  $("threshold").oninput = (e) => { S.threshold = +e.target.value; $("thresholdvalue").textContent = S.threshold.toFixed(2); if (S.labels) renderBoxes(); };
+  $("threshold").onchange = (e) => e.target.blur();
   $("undo").onclick = () => restore(S.undo, S.redo);
   $("redo").onclick = () => restore(S.redo, S.undo);
   $("fit").onclick = fit;
@@ -300,7 +341,7 @@
     $("export").hidden = !p.data.can_export;
     S.ids = list.data.ids; S.names = list.data.names; S.states = list.data.states.split(""); S.counts = list.data.boxes;
     renderClasses(); renderChart(p.data.progress); renderImages();
-    const first = S.states.indexOf("u");
+    const first = S.states.findIndex((c) => c === "u" || c === "p");
     await go(first >= 0 ? first : 0);
   })();
 })();
