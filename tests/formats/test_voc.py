@@ -91,6 +91,21 @@ def test_read_uses_one_based_inclusive_pixels(
     assert not report.warnings
 
 
+def test_zero_based_files_are_read_with_origin_0(tmp_path: Path) -> None:
+    # a 0-based tool's box of the first ten columns and rows: xmin 0, xmax 10
+    _write(tmp_path, "a.xml", _xml(_obj(box=(0, 0, 10, 10)), _obj(box=(25, 20, 50, 40))))
+    ds, report = read_voc(tmp_path, errors="collect")
+    assert [w.kind for w in report.warnings] == ["clipped", "clipped"]  # 1-based: one out
+    assert ds[0].objects[1].box.to_array().tolist() == pytest.approx([0.24, 0.2375, 0.5, 0.5])
+    ds0, report0 = read_voc(tmp_path, origin=0, errors="collect")
+    assert report0.ok and not report0.warnings
+    boxes = [o.box.to_array().tolist() for o in ds0[0].objects]
+    assert boxes[0] == pytest.approx([0.0, 0.0, 0.1, 0.125])
+    assert boxes[1] == pytest.approx([0.25, 0.25, 0.5, 0.5])  # xmin / width, as Azure's converter
+    with pytest.raises(InvalidInputError, match="origin: expected 0 or 1"):
+        read_voc(tmp_path, origin=2)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("x1", "x2", "xmin", "xmax"),
     [

@@ -92,6 +92,7 @@ def read_voc(
     *,
     images_root: str | os.PathLike[str] | None = None,
     difficult: DifficultMode = "crowd",
+    origin: Literal[0, 1] = 1,
     errors: ErrorMode = "raise",
 ) -> tuple[LabeledDataset, ValidationReport]:
     """Read Pascal VOC XML annotations.
@@ -103,6 +104,10 @@ def read_voc(
             files, or ``JPEGImages/`` beside ``Annotations/`` in the VOC layout.
         difficult: ``"crowd"`` turns ``<difficult>1`` objects into crowd regions (ignored by
             the COCO protocol, as Azure ML does); ``"object"`` keeps them as normal objects.
+        origin: ``1`` (default): ``<bndbox>`` values are 1-based inclusive pixel indices, the
+            VOC devkit's convention (see the module docs). ``0``: they are 0-based corner
+            coordinates (``x1 = xmin``, ``x2 = xmax``), as written by tools that count pixels
+            from 0 and as Azure ML's own VOC converter reads every file (``xmin / width``).
         errors: ``"raise"`` stops at the first error; ``"collect"`` keeps every valid image and
             object and lists every problem (file, ``<object>`` number and line, field).
 
@@ -119,6 +124,8 @@ def read_voc(
     """
     if difficult not in ("crowd", "object"):
         raise InvalidInputError(f'difficult: expected "crowd" or "object", got {difficult!r}')
+    if origin not in (0, 1):
+        raise InvalidInputError(f"origin: expected 0 or 1, got {origin!r}")
     files, default_root = _xml_files(Path(path))
     root = Path(images_root) if images_root is not None else default_root
     col = ProblemCollector(errors)
@@ -130,7 +137,7 @@ def read_voc(
         records = [
             rec
             for xml_path in files
-            if (rec := _read_file(xml_path, probe, refs, difficult, col)) is not None
+            if (rec := _read_file(xml_path, probe, refs, difficult, origin, col)) is not None
         ]
     return LabeledDataset(records, root=root.resolve()), col.report()
 
@@ -162,6 +169,7 @@ def _read_file(
     probe: RefResolver,
     refs: RefResolver,
     difficult: DifficultMode,
+    origin: int,
     col: ProblemCollector,
 ) -> ImageRecord | None:
     file = col.file = str(xml_path)  # every problem of this file names it
@@ -178,7 +186,7 @@ def _read_file(
     objects: list[ObjectAnnotation] = []
     for k, obj in enumerate(doc.findall("object"), start=1):
         ann = _read_object(
-            obj, f"<object> #{k} (line {obj.line})", width, height, difficult, col, file
+            obj, f"<object> #{k} (line {obj.line})", width, height, difficult, origin, col, file
         )
         if ann is not None:
             objects.append(ann)
@@ -322,6 +330,7 @@ def _read_object(
     width: int,
     height: int,
     difficult: DifficultMode,
+    origin: int,
     col: ProblemCollector,
     file: str,
 ) -> ObjectAnnotation | None:
@@ -353,7 +362,7 @@ def _read_object(
             )
             return None
         pixels.append(value)
-    box = _pixel_box(pixels, width, height, col, file, loc)
+    box = _pixel_box(pixels, width, height, col, file, loc, origin)
     if box is None:
         return None
     return ObjectAnnotation(
@@ -383,11 +392,19 @@ def _is_difficult(obj: XmlElement, col: ProblemCollector, file: str, loc: str) -
 
 
 def _pixel_box(
-    pixels: list[float], width: int, height: int, col: ProblemCollector, file: str, loc: str
+    pixels: list[float],
+    width: int,
+    height: int,
+    col: ProblemCollector,
+    file: str,
+    loc: str,
+    origin: int = 1,
 ) -> Box | None:
-    """Continuous corners from 1-based inclusive VOC indices, checked against the image."""
+    """Continuous corners from VOC values (1-based inclusive indices, or 0-based corners with
+    ``origin=0``), checked against the image."""
     xmin, ymin, xmax, ymax = pixels
-    corners = [xmin - 1.0, ymin - 1.0, xmax, ymax]
+    shift = 1.0 if origin == 1 else 0.0
+    corners = [xmin - shift, ymin - shift, xmax, ymax]
     limits = (width, height, width, height)
     for k, (name, limit) in enumerate(zip(_CORNERS, limits, strict=True)):
         value = corners[k]

@@ -52,16 +52,13 @@ class LocalAssets:
             ConflictError: ``name:version`` exists already (versions are immutable).
         """
         base = self.folder / check_name(name, "name")
-        version = check_name(version, "version") if version else None
-        version = version or str(next_number(asset_versions(base)))
+        given = check_name(version, "version") if version else None
+        version = given or str(next_number(asset_versions(base)))
         folder = base / version
         if folder.exists():
-            raise ConflictError(
-                f"data asset {name}:{version} already exists at {folder}; versions are "
-                "immutable: pass another version= (or none, for the next number)"
-            )
+            raise ConflictError(_exists(name, version, folder))
         base.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base))
+        work = Path(tempfile.mkdtemp(prefix=".new-", dir=base))
         try:
             copied = copy_images_into(dataset, work)
             write_azureml(copied, work)
@@ -74,8 +71,27 @@ class LocalAssets:
                 "classes": list(dataset.classes),
                 "created": datetime.now(timezone.utc).isoformat(),
             }
-            (work / ASSET_FILE).write_text(json.dumps(asset, indent=2), encoding="utf-8")
-            work.rename(folder)
+            # The rename is the allocation: of two writers of one version, one wins and the
+            # other (the folder is there and not empty) takes the next number, or, for a
+            # version the caller named, gets a ConflictError.
+            for _ in range(_RENAME_ATTEMPTS):
+                (work / ASSET_FILE).write_text(json.dumps(asset, indent=2), encoding="utf-8")
+                try:
+                    work.rename(folder)
+                    break
+                except OSError as exc:
+                    if not folder.exists():
+                        raise
+                    if given is not None:
+                        raise ConflictError(_exists(name, version, folder)) from exc
+                version = str(next_number(asset_versions(base)))
+                asset["version"] = version
+                folder = base / version
+            else:
+                raise ConflictError(
+                    f"data asset {name}: {_RENAME_ATTEMPTS} other writers took each next "
+                    "version first; try again"
+                )
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -150,6 +166,16 @@ class LocalAssets:
         )
 
 
+_RENAME_ATTEMPTS = 20
+
+
+def _exists(name: str, version: str, folder: Path) -> str:
+    return (
+        f"data asset {name}:{version} already exists at {folder}; versions are "
+        "immutable: pass another version= (or none, for the next number)"
+    )
+
+
 def parse_reference(reference: str) -> tuple[str, str | None]:
     """``(name, version or None)`` of a data asset reference: ``name``, ``name:version`` or
     ``azureml:name:version``.
@@ -170,7 +196,9 @@ def asset_versions(base: Path) -> list[str]:
     """The versions of the asset folder ``base`` (none when it does not exist)."""
     if not base.is_dir():
         return []
-    return [p.name for p in base.iterdir() if (p / ASSET_FILE).is_file()]
+    return [
+        p.name for p in base.iterdir() if not p.name.startswith(".") and (p / ASSET_FILE).is_file()
+    ]
 
 
 def next_number(existing: list[str]) -> int:
