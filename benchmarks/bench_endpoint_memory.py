@@ -5,6 +5,11 @@ endpoint with 2 server processes, sends ``--requests`` requests of one small JPE
 client, and every ``--every`` requests prints the RSS of each server process (from /proc).
 
     python benchmarks/bench_endpoint_memory.py --requests 10000 --every 1000
+    python benchmarks/bench_endpoint_memory.py --model ssdlite --size 160
+
+``--model ssdlite`` serves a torch detection model instead (``ssdlite_mobilenet_v2`` with
+random weights at ``--size``, saved as the local backend saves a trial), where allocator
+growth would show.
 """
 
 from __future__ import annotations
@@ -47,6 +52,28 @@ mlflow.models.set_model(Decode())
 """
 
 
+def _save_ssdlite(target: Path, size: int) -> None:
+    import torch
+
+    from detectkit.backends.local.models import build_model
+    from detectkit.backends.local.pyfunc import save_model
+
+    torch.manual_seed(0)
+    classes = ["a", "b", "c"]
+    model = build_model("ssdlite_mobilenet_v2", len(classes), pretrained=False, min_size=size)
+    settings = {
+        "model_name": "ssdlite_mobilenet_v2",
+        "pretrained": False,
+        "min_size": size,
+        "max_size": size,
+        "box_score_thresh": 0.3,
+        "nms_iou_thresh": 0.5,
+        "box_detections_per_img": 100,
+    }
+    saved = save_model(target, state_dict=model.state_dict(), classes=classes, settings=settings)
+    assert saved.exists()
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -58,15 +85,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=1_000)
+    parser.add_argument("--model", choices=["decode", "ssdlite"], default="decode")
+    parser.add_argument("--size", type=int, default=160, help="ssdlite input size")
     args = parser.parse_args()
     import mlflow.pyfunc
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "model.py").write_text(MODEL, encoding="utf-8")
-        mlflow.pyfunc.save_model(
-            str(folder / "m"), python_model=str(folder / "model.py"), pip_requirements=[]
-        )
+        if args.model == "ssdlite":
+            _save_ssdlite(folder / "m", args.size)
+        else:
+            (folder / "model.py").write_text(MODEL, encoding="utf-8")
+            mlflow.pyfunc.save_model(
+                str(folder / "m"), python_model=str(folder / "model.py"), pip_requirements=[]
+            )
         endpoints = LocalEndpoints(
             folder / "project", lambda m: Path(m.uri), options=ServerOptions(processes=2)
         )

@@ -2,15 +2,19 @@
 the browser's fetch), and the server's memory, on generated projects of 500 and 5,000 images
 (8 boxes each: 4,000 and 40,000 boxes).
 
-Run: ``python benchmarks/labeling_page.py`` (needs ``pip install playwright`` and Chromium at
-/usr/bin/chromium, or DETECTKIT_CHROMIUM).
+The server runs in a process of its own (the project opened from disk, as ``detectkit label``
+does), so its peak memory is the server's alone, not the project generation's.
+
+Run: ``python benchmarks/labeling_page.py [SIZES ...]`` (default 500 5000; needs ``pip install
+playwright`` and Chromium at /usr/bin/chromium, or DETECTKIT_CHROMIUM).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +31,18 @@ from detectkit.labeling import Labeling
 WAIT_FOR_SAVE = """() => { window.__wait = new Promise(ok => window.addEventListener(
   'detectkit:saved', e => ok(e.detail.ms), {once: true})); }"""
 CHROMIUM = os.environ.get("DETECTKIT_CHROMIUM", "/usr/bin/chromium")
+# the server's own peak (VmHWM: ru_maxrss would carry the parent's peak over the exec)
+SERVE = """
+import re, sys
+from detectkit.backends.local import LocalBackend
+from detectkit.labeling import Labeling
+server = Labeling(LocalBackend(sys.argv[1])).get("bench").serve()
+print(server.url, flush=True)
+sys.stdin.read()
+server.stop()
+status = open("/proc/self/status").read()
+print(int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) / 1024, flush=True)
+"""
 
 
 def make(root: Path, n: int) -> LabeledDataset:
@@ -62,13 +78,20 @@ def measure(n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         project = Labeling(LocalBackend(root / "proj")).create("bench", dataset, classes="a,b,c")
         created = time.perf_counter() - t0
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        server = project.serve()
+        del dataset, project
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVE, str(root / "proj")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdin is not None and server.stdout is not None
+        url = server.stdout.readline().strip()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM)
             page = browser.new_page(viewport={"width": 1200, "height": 760}, bypass_csp=True)
             t0 = time.perf_counter()
-            page.goto(server.url)
+            page.goto(url)
             page.wait_for_function("document.body.dataset.shown")
             first = (time.perf_counter() - t0) * 1000
             switches = []
@@ -85,9 +108,17 @@ def measure(n: int) -> dict[str, float]:
                 page.evaluate(WAIT_FOR_SAVE)
                 page.keyboard.press(str(1 + (i + 1) % 3))
                 saves.append(page.evaluate("window.__wait"))
+            # scroll the image list to its end: only the rows in view are in the DOM
+            page.eval_on_selector("#images", "e => { e.scrollTop = e.scrollHeight; }")
+            last = f"img{n - 1:05d}.png"
+            page.wait_for_function(
+                f"[...document.querySelectorAll('#images li')].some(li => li.textContent.includes('{last}'))"
+            )
+            rows = page.locator("#images li").count()
             browser.close()
-        server.stop()
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        server.stdin.close()
+        rss = float(server.stdout.read().strip().splitlines()[-1])
+        server.wait(timeout=60)
         return {
             "images": n,
             "create_s": created,
@@ -96,14 +127,15 @@ def measure(n: int) -> dict[str, float]:
             "switch_p95_ms": pct(switches, 0.95),
             "save_p50_ms": statistics.median(saves),
             "save_p95_ms": pct(saves, 0.95),
-            "server_rss_mb": rss,
-            "rss_before_serve_mb": rss_before,
+            "server_peak_rss_mb": rss,
+            "list_rows_in_dom": rows,
         }
 
 
 if __name__ == "__main__":
-    sizes = [int(a) for a in sys.argv[1:]] or [500, 5000]
-    for n in sizes:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[500, 5000], help="images")
+    for n in parser.parse_args().sizes:
         r = measure(n)
         print(
             "  ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,6 +204,7 @@ EDITS = st.lists(
     max_size=6,
 )
 FUZZ_COUNTS: dict[str, dict[str, int]] = {}
+FUZZ_MEMORY_BOUND = 64 * 2**20  # bytes allocated at the peak, per input (tracemalloc)
 
 
 @pytest.mark.parametrize("fmt", ["azureml", "yolo", "voc", "labelstudio"])
@@ -218,7 +220,7 @@ def test_fuzzed_files_give_data_and_report_or_a_typed_error(
 
     @settings(
         max_examples=150,
-        deadline=2000,
+        deadline=5000,  # generous: a loaded 2-core CI machine; a hang is far longer
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
@@ -226,17 +228,23 @@ def test_fuzzed_files_give_data_and_report_or_a_typed_error(
     def check(edits: list[tuple[int, int, bytes]]) -> None:
         target.write_bytes(_mutate(original, edits))
         counts["inputs"] += 1
+        tracemalloc.start()  # the memory bound: a few-KB input may not cost 64 MB
         try:
-            result = read()
-        except DetectkitError:
-            counts["typed"] += 1
-            return
-        assert isinstance(result, tuple)
-        ds, report = result
-        assert isinstance(ds, LabeledDataset) and isinstance(report, ValidationReport)
-        ds.summary()
-        report.to_text()
-        counts["data"] += 1
+            try:
+                result = read()
+            except DetectkitError:
+                counts["typed"] += 1
+                return
+            assert isinstance(result, tuple)
+            ds, report = result
+            assert isinstance(ds, LabeledDataset) and isinstance(report, ValidationReport)
+            ds.summary()
+            report.to_text()
+            counts["data"] += 1
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert peak < FUZZ_MEMORY_BOUND, f"{peak / 2**20:.0f} MiB for one fuzzed input"
 
     check()
     print(f"fuzz {fmt}: {counts}")  # shown with pytest -s (docs/benchmarks.md quotes it)

@@ -211,3 +211,53 @@ def test_a_box_on_an_exif_rotated_photo_is_normalized_on_the_displayed_image(
         page.close()
     finally:
         server.stop()
+
+
+def test_the_image_list_is_virtualized_filtered_and_walked_in_order(
+    browser: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    Image.new("RGB", (16, 12), (90, 120, 150)).save(folder / "img000.png")
+    data = (folder / "img000.png").read_bytes()
+    for i in range(1, 300):
+        (folder / f"img{i:03d}.png").write_bytes(data)
+    project = Labeling(LocalBackend(tmp_path / "proj")).create("many", folder, classes=["a"])
+    ids = {e.name: e.id for e in project.store.entries}
+    for name in ("img010.png", "img150.png", "img290.png"):
+        project.store.save(ids[name], revision=0, state="skipped", objects=())
+    server = project.serve()
+    try:
+        page = _open(browser, server)
+        assert page.evaluate("document.body.dataset.shown") == ids["img000.png"]
+        rows = page.locator("#images li")
+        assert 0 < rows.count() < 80  # only the rows in view (and a few around) are drawn
+        page.eval_on_selector("#images", "e => { e.scrollTop = e.scrollHeight; }")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#images li')].some(li => li.textContent.startsWith('img299'))"
+        )
+        assert rows.count() < 80
+        page.select_option("#filter", "s")
+        page.eval_on_selector("#filter", "e => e.blur()")
+        page.wait_for_function("document.querySelectorAll('#images li .st').length === 3")
+        assert page.locator("#images li .st").all_inner_texts() == ["s", "s", "s"]
+        walked = []
+        for key in ("n", "n", "n", "p"):
+            before = page.evaluate("document.body.dataset.shown")
+            page.keyboard.press(key)
+            if key == "n" and before == ids["img290.png"]:
+                page.wait_for_timeout(300)  # the last skipped one: nothing after it
+            else:
+                page.wait_for_function(f"document.body.dataset.shown !== '{before}'")
+            walked.append(page.evaluate("document.body.dataset.shown"))
+        names = {v: k for k, v in ids.items()}
+        assert [names[i] for i in walked] == [
+            "img010.png",
+            "img150.png",
+            "img290.png",
+            "img150.png",
+        ]
+        assert page.locator("#images li.current").inner_text().startswith("img150")
+        page.close()
+    finally:
+        server.stop()

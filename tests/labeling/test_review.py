@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -146,6 +148,46 @@ def test_uncertainty_order_ranks_the_drafted_images_first(project: LabelingProje
         server.stop()
     with pytest.raises(InvalidInputError, match="order: expected one of"):
         labeling_order(project.store, "hardest")
+
+
+def _get(server: Any, path: str) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}{path}", headers={"X-Detectkit-Token": server.token}
+    )
+    try:
+        with urllib.request.urlopen(req) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_the_image_list_comes_in_windows_in_the_labeling_order(project: LabelingProject) -> None:
+    ids = _ids(project)
+    server = project.serve(order="uncertainty")  # order [2, 0, 3, 1], states "ppul"
+    try:
+        status, window = _get(server, "/api/images?offset=1&limit=2")
+        assert status == 200 and window["ids"] == [ids[0], ids[3]]
+        assert (window["total"], window["offset"], window["positions"]) == (4, 1, [1, 2])
+        assert window["states"] == "pu" and window["boxes"][1] == 0
+        _, todo = _get(server, "/api/images?state=up&limit=10")
+        assert todo["ids"] == [ids[2], ids[0], ids[3]] and todo["total"] == 3
+        # next after position 1 among the unlabeled, previous before position 3 among "up"
+        _, after = _get(server, "/api/images?state=u&at=2&limit=1")
+        assert after["ids"] == [ids[3]] and after["positions"] == [2]
+        _, before = _get(server, "/api/images?state=up&at=3&offset=-1&limit=1")
+        assert before["ids"] == [ids[3]] and before["offset"] == 2
+        _, none = _get(server, "/api/images?at=0&offset=-1&limit=1")
+        assert none["ids"] == [] and none["total"] == 4
+        # a save moves the image between the filters at once
+        labels = project.store.labels(ids[3])
+        project.store.save(ids[3], revision=labels.revision, state="skipped", objects=())
+        _, skipped = _get(server, "/api/images?state=s")
+        assert skipped["ids"] == [ids[3]] and skipped["states"] == "s"
+        assert _get(server, "/api/images?state=x")[0] == 400
+        assert _get(server, "/api/images?limit=5000")[0] == 400
+        assert _get(server, "/api/images?offset=two")[0] == 400
+    finally:
+        server.stop()
 
 
 def test_a_saved_draft_round_trips_through_the_api(project: LabelingProject) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from detectkit.backends.local import LocalBackend
 from detectkit.errors import DetectkitError
+from detectkit.labeling.assist import SETTINGS_KEY, MLAssist
 from detectkit.labeling.data import read_input, source_file, write_back
 from detectkit.labeling.project import Labeling, LabelingProject
 from detectkit.labeling.review import ORDERS
@@ -59,6 +60,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the order images are served in: index (default), random, or uncertainty (also "
         "least_confident, margin, entropy): the most uncertain pre-labeled images first",
     )
+    parser.add_argument(
+        "--ml-assist",
+        action="store_true",
+        help="train a model in the background once enough images are labeled (at low CPU "
+        "priority) and pre-label the rest with it; retrains as labels accumulate",
+    )
+    parser.add_argument(
+        "--min-labeled",
+        type=int,
+        default=None,
+        help="with --ml-assist: labeled images before the first training (default 20)",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -81,6 +94,7 @@ def run(args: argparse.Namespace, *, block: bool = True) -> int:
             syncer=syncer,
             sync_interval=1.0,
             order=getattr(args, "order", "index"),
+            assistant=project.assistant,
         )
     except DetectkitError as exc:
         print(f"detectkit label: {exc}", file=sys.stderr)
@@ -103,16 +117,26 @@ def _open_project(args: argparse.Namespace) -> LabelingProject:
     name = (
         args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", data.resolve().name).strip("-.") or "images"
     )
+    assist = _assist_settings(args)
     if any(p.name == name for p in labeling.list()):
         project = labeling.get(name)
         if args.classes:
             project.store.add_classes([c.strip() for c in args.classes.split(",") if c.strip()])
+        if assist is not None and (MLAssist.of(project.store) is None or args.min_labeled):
+            project.store.set_info(SETTINGS_KEY, assist.model_dump())
         return project
     if not args.classes:
         classes: list[str] | tuple[str, ...] = read_input(data).classes
     else:
         classes = args.classes
-    return labeling.create(name, data, classes=classes)
+    return labeling.create(name, data, classes=classes, ml_assist=assist or False)
+
+
+def _assist_settings(args: argparse.Namespace) -> MLAssist | None:
+    if not getattr(args, "ml_assist", False):
+        return None
+    minimum = getattr(args, "min_labeled", None)
+    return MLAssist.build({} if minimum is None else {"min_labeled": minimum})
 
 
 def _in_place_syncer(args: argparse.Namespace, project: LabelingProject) -> Any:

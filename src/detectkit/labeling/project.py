@@ -29,13 +29,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from detectkit.dataset import ImageRecord, LabeledDataset
 from detectkit.errors import ConflictError, InvalidInputError, NotFoundError
+from detectkit.labeling.assist import Assistant, MLAssist
 from detectkit.labeling.data import check_classes, index_dataset, read_input
 from detectkit.labeling.labels import ImageEntry, ImageLabels
 from detectkit.labeling.records import LabelingProgress
+from detectkit.labeling.restore import read_labels, restore
 from detectkit.labeling.review import accept, mark_reviewed, reject
 from detectkit.labeling.server import LabelingServer
 from detectkit.labeling.sources import CachedSource, FolderSource, index_remote
@@ -53,7 +55,6 @@ __all__ = [
 LABELING_FOLDER = "labeling"
 #: Overrides where remote projects are cached (default ``$XDG_CACHE_HOME/detectkit/labeling``).
 CACHE_ENV = "DETECTKIT_LABELING_CACHE"
-STATE_FILES = ("project.json", "index.jsonl", "labels.jsonl")
 _REFERENCE = re.compile(r"^(azureml:)?[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+)?$")
 
 
@@ -80,6 +81,11 @@ class LabelingBackend(Protocol):
 
     def load_dataset(self, reference: str) -> LabeledDataset:
         """The labeled data behind a data asset reference or path."""
+        ...
+
+    def start_assistant(self, folder: Path) -> int:
+        """Start the background trainer of the labeling project in ``folder``; its pid (see
+        :mod:`detectkit.labeling.assist`)."""
         ...
 
 
@@ -199,6 +205,16 @@ class LabelingProject:
         return self._store.progress()
 
     @property
+    def assistant(self) -> Assistant | None:
+        """The background model (``ml_assist``): its state, ``start()``, ``wait()``; ``None``
+        when ML assistance is off."""
+        settings = MLAssist.of(self._store)
+        starter = getattr(self._backend, "start_assistant", None)
+        if settings is None or self._remote is not None or not callable(starter):
+            return None
+        return Assistant(self._store, settings, starter)
+
+    @property
     def url(self) -> str | None:
         """The labeling page (token included) while :meth:`serve` runs, else ``None``."""
         return self._server.url if self._server is not None else None
@@ -220,7 +236,11 @@ class LabelingProject:
         """
         if self._server is None or self._server.stopped:
             self._server = LabelingServer(
-                self._store, port=port, exporter=self._export_message, order=order
+                self._store,
+                port=port,
+                exporter=self._export_message,
+                order=order,
+                assistant=self.assistant,
             )
         return self._server.start(open_browser=open_browser)
 
@@ -372,6 +392,7 @@ class Labeling:
         *,
         classes: list[str] | tuple[str, ...] | str,
         instructions: str | None = None,
+        ml_assist: bool | MLAssist | dict[str, Any] = False,
     ) -> LabelingProject:
         """Create a labeling project.
 
@@ -382,11 +403,20 @@ class Labeling:
                 labels are kept and shown).
             classes: The class names (a list, or ``"a,b,c"``).
             instructions: Shown in the page.
+            ml_assist: A model that learns while people label (``True``: the defaults of
+                :class:`~detectkit.labeling.assist.MLAssist`); local backend only.
 
         Raises:
             ConflictError: A labeling project of that name exists.
+            InvalidInputError: ``ml_assist`` on a backend that cannot run it (Azure, for now).
         """
+        assist = MLAssist.build(ml_assist)
         remote = self._remote_backend()
+        if remote is not None and assist is not None:
+            raise InvalidInputError(
+                "ml_assist: not available on the Azure backend yet; create the project without "
+                "it, or label on Project.local(root) with ml_assist=True and upload the export"
+            )
         if remote is not None:
             return self._create_remote(remote, name, data, check_classes(classes), instructions)
         backend = self._local()
@@ -406,7 +436,8 @@ class Labeling:
             labels=labels,
             source=FolderSource(asset.uri),
             instructions=instructions,
-            info={"asset": asset.name, "version": asset.version, "folder": asset.uri},
+            info={"asset": asset.name, "version": asset.version, "folder": asset.uri}
+            | ({"ml_assist": assist.model_dump()} if assist is not None else {}),
         )
         return LabelingProject(backend, store)
 
@@ -534,59 +565,12 @@ class Labeling:
                         "with project.labeling.create(name, data, classes=[...])"
                     ) from None
                 version = None
-            incoming = _read_labels(Path(tmp)) if version is not None else []
+            incoming = read_labels(Path(tmp)) if version is not None else []
             if (state / "project.json").is_file():
                 store = LabelingStore.open(state, self._source(remote, folder))
                 store.merge(incoming)
             else:
-                store = _restore(Path(tmp), state, self._source(remote, folder), incoming)
+                store = restore(Path(tmp), state, self._source(remote, folder), incoming)
         project = LabelingProject(remote, store, remote=remote)
         project.last_sync = version
         return project
-
-
-def _read_labels(folder: Path) -> list[ImageLabels]:
-    path = folder / "labels.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                out.append(ImageLabels.from_json(json.loads(line), where=f"{path}, line {number}"))
-    return out
-
-
-def _restore(
-    downloaded: Path, target: Path, source: CachedSource, labels: list[ImageLabels]
-) -> LabelingStore:
-    """A store in ``target`` built from a downloaded state (project.json, index.jsonl)."""
-    missing = [f for f in STATE_FILES[:2] if not (downloaded / f).is_file()]
-    if missing:
-        raise InvalidInputError(
-            f"labeling state: {', '.join(missing)} missing; the state in the workspace is "
-            "incomplete (sync the project again from a machine that has it)"
-        )
-    meta = LabelingStore.read_meta(downloaded)
-    entries = []
-    with (downloaded / "index.jsonl").open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    entries.append(ImageEntry(**json.loads(line)))
-                except (ValueError, TypeError) as exc:
-                    raise InvalidInputError(
-                        f"labeling state index.jsonl, line {number}: not an index entry ({exc})"
-                    ) from exc
-    return LabelingStore.create(
-        target,
-        name=str(meta["name"]),
-        classes=list(meta["classes"]),
-        images=entries,
-        labels=labels,
-        source=source,
-        instructions=meta.get("instructions")
-        if isinstance(meta.get("instructions"), str)
-        else None,
-        info=meta.get("info") if isinstance(meta.get("info"), dict) else None,
-    )

@@ -13,12 +13,22 @@ API (``<id>`` is an opaque image id from the index; anything else is a 404 that 
 =======  ==========================  =====================================================
 GET      ``/api/project``            name, classes, instructions, progress
 GET      ``/api/images``             ids, names, states and box counts, in labeling order
+GET      ``/api/images?offset=&limit=``  one window of that list (see below)
 GET      ``/api/images/<id>``        an image's labels, revision and displayed size
 GET      ``/api/images/<id>/file``   the image file
 PUT      ``/api/images/<id>``        save ``{"revision", "state", "boxes"}``; 409 when stale
 GET      ``/api/progress``           counts by state and boxes by class
+GET      ``/api/assistant``          the background model's state (``null`` when it is off)
 POST     ``/api/export``             export (when the project can), answers a message
 =======  ==========================  =====================================================
+
+The page asks for windows, so what it loads does not grow with the project:
+``/api/images?state=up&at=P&offset=K&limit=N`` answers the images whose state code is one of
+``state`` (all when empty), in labeling order, starting ``K`` rows after the first one at or
+after position ``P`` of the labeling order (``K`` may be negative: ``at=P&offset=-1&limit=1``
+is the image before ``P``), as ``{"images", "total", "offset", "positions", "ids", "names",
+"states", "boxes"}`` (``total``: the images matching ``state``; ``offset``: the first row's
+index among them). Without any of these parameters the answer is the whole list.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import mimetypes
 import secrets
 import threading
 import webbrowser
+from bisect import bisect_left
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -43,6 +54,7 @@ from detectkit.labeling.review import ORDERS, labeling_order
 from detectkit.labeling.store import StaleRevisionError
 
 if TYPE_CHECKING:
+    from detectkit.labeling.assist import Assistant
     from detectkit.labeling.store import LabelingStore
 
 __all__ = ["MAX_BODY_BYTES", "LabelingServer"]
@@ -59,6 +71,10 @@ _PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+_WINDOW_KEYS = frozenset({"offset", "limit", "state", "at"})
+_STATE_CODES = frozenset("uplsr")
+#: The most rows one window request answers.
+MAX_WINDOW = 1000
 _TRANSCODE = (".tif", ".tiff")  # browsers do not show TIFF: sent as PNG (orientation applied)
 
 
@@ -81,6 +97,9 @@ class LabelingServer:
             (also ``"least_confident"``, ``"margin"``, ``"entropy"``): the images still to label
             ranked by their drafts' scores, most uncertain first (see
             :func:`~detectkit.labeling.review.labeling_order`; fixed when first asked for).
+        assistant: The background model of ML assistance (see
+            :mod:`detectkit.labeling.assist`): started when the server starts and after a save
+            once it is due; ``/api/assistant`` answers its state.
     """
 
     def __init__(
@@ -93,6 +112,7 @@ class LabelingServer:
         syncer: Callable[[], None] | None = None,
         sync_interval: float = 5.0,
         order: str = "index",
+        assistant: Assistant | None = None,
     ) -> None:
         if order not in ORDERS:
             raise InvalidInputError(f"order: expected one of {list(ORDERS)}, got {order!r}")
@@ -102,6 +122,8 @@ class LabelingServer:
         self.syncer = syncer
         self.sync_interval = sync_interval
         self.order = order
+        #: The background model (ML assistance), started when enough images are labeled.
+        self.assistant = assistant
         try:
             self._httpd = _HTTPServer(("127.0.0.1", port or 0), _Handler, app=self)
         except OSError as exc:
@@ -144,6 +166,7 @@ class LabelingServer:
             )
             self._thread.start()
             self._start_syncing()
+            self.start_assistant_if_due()
         if open_browser:
             webbrowser.open(self.url)
         return self
@@ -151,6 +174,7 @@ class LabelingServer:
     def run(self, *, open_browser: bool = False) -> None:
         """Serve in this thread until :meth:`stop` or Ctrl-C (``KeyboardInterrupt``)."""
         self._start_syncing()
+        self.start_assistant_if_due()
         if open_browser:
             threading.Timer(0.2, webbrowser.open, args=(self.url,)).start()
         try:
@@ -212,6 +236,15 @@ class LabelingServer:
             target=loop, name="detectkit-labeling-sync", daemon=True
         )
         self._sync_thread.start()
+
+    def start_assistant_if_due(self) -> None:
+        """Start the background trainer when enough new labels are saved (never fails a save)."""
+        if self.assistant is None:
+            return
+        try:
+            self.assistant.maybe_start()
+        except Exception as exc:  # the labels are saved; the trainer tries again next save
+            logger.warning("labeling project %s: trainer not started: %s", self.store.name, exc)
 
     def authorized(self, given: str | None) -> bool:
         """Whether ``given`` is the token (compared in constant time)."""
@@ -316,6 +349,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "order": app.order,
                 }
             )
+        if seg == ["api", "assistant"]:
+            self._allow(method, "GET")
+            assistant = app.assistant
+            if assistant is None:
+                return self._json(None)
+            shown = assistant.poll().model_dump()
+            return self._json({**shown, "min_labeled": assistant.settings.min_labeled})
         if seg == ["api", "progress"]:
             self._allow(method, "GET")
             return self._json(store.progress().model_dump())
@@ -327,7 +367,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"message": app.exporter()})
         if seg == ["api", "images"]:
             self._allow(method, "GET")
-            return self._json(_image_list(app))
+            if _WINDOW_KEYS.isdisjoint(self._query):
+                return self._json(_image_list(app))
+            return self._json(_image_window(app, self._query))
         if len(seg) == 3 and seg[1] == "images":
             entry = store.entry(seg[2])  # NotFoundError (404) before any file is touched
             self._allow(method, "GET", "PUT")
@@ -345,6 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state=body.get("state", "labeled"),
                 objects=parse_boxes(body.get("boxes"), where="boxes"),
             )
+            app.start_assistant_if_due()
             return self._json({**saved.to_json(), "progress": store.progress().model_dump()})
         if len(seg) == 4 and seg[1] == "images" and seg[3] == "file":
             entry = store.entry(seg[2])
@@ -457,6 +500,52 @@ def _image_list(app: LabelingServer) -> dict[str, Any]:
         "names": [entries[i].name for i in order],
         "states": "".join(states[i] for i in order),
         "boxes": [counts[i] for i in order],
+    }
+
+
+def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
+    values = query.get(key)
+    if not values or values[0] == "":
+        return default
+    try:
+        return int(values[0])
+    except ValueError:
+        raise _HTTPError(400, f"{key}: expected an integer, got {values[0]!r}") from None
+
+
+def _image_window(app: LabelingServer, query: dict[str, list[str]]) -> dict[str, Any]:
+    """One window of the image list (see the module docstring); its cost is the window's, plus
+    one pass over a byte per image when a state filter is given."""
+    store = app.store
+    wanted = (query.get("state") or [""])[0]
+    if not set(wanted) <= _STATE_CODES:
+        raise _HTTPError(400, f"state: expected letters of 'uplsr', got {wanted!r}")
+    limit = _query_int(query, "limit", 100)
+    if not 0 <= limit <= MAX_WINDOW:
+        raise _HTTPError(400, f"limit: expected 0 to {MAX_WINDOW}, got {limit}")
+    at = max(0, _query_int(query, "at", 0))
+    offset = _query_int(query, "offset", 0)
+    order = app.ordered()
+    codes = store.codes()
+    if wanted:
+        keep = {ord(c) for c in wanted}
+        positions: list[int] | range = [p for p, i in enumerate(order) if codes[i] in keep]
+    else:
+        positions = range(len(order))
+    total = len(positions)
+    start = bisect_left(positions, at) + offset
+    first = min(max(0, start), total)
+    rows = positions[first : max(first, start + limit)]
+    entries = store.entries
+    return {
+        "images": len(order),
+        "total": total,
+        "offset": first,
+        "positions": list(rows),
+        "ids": [entries[order[p]].id for p in rows],
+        "names": [entries[order[p]].name for p in rows],
+        "states": "".join(chr(codes[order[p]]) for p in rows),
+        "boxes": [store.box_count(order[p]) for p in rows],
     }
 
 

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import threading
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -94,6 +95,10 @@ class LabelingStore:
         self._lock = threading.RLock()
         self._sizes: dict[str, tuple[int, int]] = {}
         self._summary: dict[str, tuple[ImageState, Counter[str], int]] = {}
+        # per index position, kept up to date by every save: the state code and the box count
+        # (drafts included), so the page's image list never walks every image
+        self._codes = bytearray(ImageState.UNLABELED.code.encode() * len(self._entries))
+        self._boxes = array("l", bytes(array("l").itemsize * len(self._entries)))
         self._states: Counter[ImageState] = Counter()
         self._classes_total: Counter[str] = Counter()
         self._drafts = 0
@@ -322,17 +327,16 @@ class LabelingStore:
         """Each image's state code and box count (drafts included), in index order (the page's
         image list)."""
         with self._lock:
-            states = []
-            counts = []
-            for entry in self._entries:
-                found = self._summary.get(entry.id)
-                if found is None:
-                    states.append(ImageState.UNLABELED.code)
-                    counts.append(0)
-                else:
-                    states.append(found[0].code)
-                    counts.append(sum(found[1].values()) + found[2])
-            return states, counts
+            return list(self._codes.decode("ascii")), self._boxes.tolist()
+
+    def codes(self) -> bytes:
+        """Each image's one-letter state code, in index order (a copy, kept current by saves)."""
+        with self._lock:
+            return bytes(self._codes)
+
+    def box_count(self, position: int) -> int:
+        """The boxes (drafts included) of the image at an index position."""
+        return int(self._boxes[position])
 
     def state(self, image: str) -> ImageState:
         """An image's state, as saved now."""
@@ -445,6 +449,13 @@ class LabelingStore:
                 self.changes += 1
         return self.classes
 
+    def set_info(self, key: str, value: Any) -> None:
+        """Set ``info[key]`` in ``project.json`` (atomically), e.g. the ML assistance settings."""
+        with self._lock:
+            meta = {**self._meta, "info": {**self.info, key: value}}
+            write_atomic(self.folder / PROJECT_FILE, json.dumps(meta, indent=2).encode("utf-8"))
+            self._meta = meta
+
     def reload(self) -> None:
         """Read every label file again (after another process changed them)."""
         meta = self.read_meta(self.folder)
@@ -537,6 +548,8 @@ class LabelingStore:
 
     def _load_summary(self) -> None:
         self._summary = {}
+        self._codes[:] = ImageState.UNLABELED.code.encode() * len(self._entries)
+        self._boxes = array("l", bytes(array("l").itemsize * len(self._entries)))
         self._states = Counter()
         self._classes_total = Counter()
         self._drafts = 0
@@ -556,6 +569,9 @@ class LabelingStore:
         counts = Counter(o.label for o in labels.objects if not is_draft(o))
         drafts = sum(1 for o in labels.objects if is_draft(o))
         self._summary[image] = (labels.state, counts, drafts)
+        position = self._by_id[image]
+        self._codes[position] = ord(labels.state.code)
+        self._boxes[position] = len(labels.objects)
         self._states[labels.state] += 1
         self._classes_total.update(counts)
         self._drafts += drafts

@@ -30,6 +30,7 @@ import numpy as np
 
 from detectkit.backends.local import onnx_runtime
 from detectkit.backends.local.assets import LocalAssets
+from detectkit.backends.local.assist import start_assistant
 from detectkit.backends.local.endpoints import LocalEndpoints
 from detectkit.backends.local.models import LOCAL_MODELS, ensure_backbone_weights, import_torch
 from detectkit.backends.local.owner import owner_tags
@@ -155,6 +156,11 @@ class LocalBackend:
             NotFoundError: Neither an asset nor an existing path.
         """
         return self.assets.load(reference)
+
+    def start_assistant(self, folder: Path) -> int:
+        """Start the background trainer of the labeling project in ``folder`` (ML assistance,
+        :mod:`detectkit.backends.local.assist`); returns its process id."""
+        return start_assistant(self.root, Path(folder))
 
     # ================================================================== training
     def plan_training(

@@ -6,10 +6,14 @@
   const COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990", "#808000"];
   const HANDLES = ["nw", "n", "ne", "e", "se", "s", "sw", "w"];
   const S = {
-    classes: [], ids: [], names: [], states: [], counts: [], filter: "", cur: -1,
+    // the image list is fetched in windows of PAGE rows and only the rows in view are in the
+    // DOM: rows maps an index in the (filtered) list to {idx, pos, id, name, state, boxes, gen};
+    // gen changes when the list does (a filter, a save that moves an image out of it)
+    classes: [], rows: new Map(), total: 0, gen: 0, loading: new Set(), filter: "", cur: null,
     labels: null, undo: [], redo: [], sel: -1, cls: 0, view: { k: 1, x: 0, y: 0 },
     saving: false, pending: false, drag: null, space: false, items: [], threshold: 0, mouse: null,
   };
+  const ROW = 22, PAGE = 200;
   const view = $("view"), stage = $("stage"), img = $("image"), layer = $("boxes");
 
   async function api(path, opts = {}) {
@@ -59,24 +63,61 @@
     const pre = progress.prelabeled || 0, drafts = progress.drafts || 0;
     $("count").textContent = `${progress.labeled + progress.reviewed} of ${progress.images} done (${progress.reviewed} reviewed) · ${pre} pre-labeled · ${progress.unlabeled} untouched · ${progress.skipped} skipped · ${progress.boxes} boxes` + (drafts ? ` · ${drafts} drafts` : "");
   }
+  const q = (o) => "images?" + new URLSearchParams(o).toString();
+  const rowsOf = (d, gen) => d.ids.map((id, k) => ({ idx: d.offset + k, pos: d.positions[k], id, name: d.names[k], state: d.states[k], boxes: d.boxes[k], gen }));
+  async function fetchWindow(offset) {  // rows [offset, offset + PAGE) of the list into the cache
+    const gen = S.gen, key = gen + ":" + offset;
+    if (S.loading.has(key)) return false;
+    S.loading.add(key);
+    try {
+      const r = await api(q({ state: S.filter, offset, limit: PAGE }));
+      if (r.status !== 200 || gen !== S.gen) return false;
+      S.total = r.data.total;
+      for (const row of rowsOf(r.data, gen)) S.rows.set(row.idx, row);
+      return r.data.ids.length > 0;
+    } finally { S.loading.delete(key); }
+  }
   function renderImages() {
-    const ol = $("images"); ol.textContent = ""; S.items = [];
-    const frag = document.createDocumentFragment();
-    S.ids.forEach((id, i) => {
-      if (S.filter && S.states[i] !== S.filter && i !== S.cur) return;
-      const li = document.createElement("li"); li.dataset.index = i; li.dataset.id = id;
-      const name = document.createElement("span"); name.textContent = S.names[i];
-      const st = document.createElement("span"); st.className = "st " + S.states[i]; st.textContent = S.states[i];
-      li.append(name, st); li.onclick = () => go(i);
-      if (i === S.cur) li.className = "current";
-      S.items[i] = li; frag.append(li);
-    });
-    ol.append(frag);
+    const ol = $("images");
+    const first = Math.max(0, Math.floor(ol.scrollTop / ROW) - 5);
+    const last = Math.min(S.total, first + Math.ceil((ol.clientHeight || 800) / ROW) + 10);
+    const frag = document.createDocumentFragment(), missing = new Set();
+    for (let i = first; i < last; i++) {
+      const row = S.rows.get(i), li = document.createElement("li");
+      frag.append(li);
+      if (!row) { li.className = "loading"; missing.add(i - (i % PAGE)); continue; }
+      li.dataset.index = i; li.dataset.id = row.id;
+      const name = document.createElement("span"); name.textContent = row.name;
+      const st = document.createElement("span"); st.className = "st " + row.state; st.textContent = row.state;
+      li.append(name, st); li.onclick = () => go(row);
+      if (S.cur && row.id === S.cur.id) li.className = "current";
+    }
+    // the rows out of view are margins (padding would not let the list shrink to the window)
+    if (frag.firstChild) { frag.firstChild.style.marginTop = first * ROW + "px"; frag.lastChild.style.marginBottom = Math.max(0, S.total - last) * ROW + "px"; }
+    ol.replaceChildren(frag);
+    for (const offset of missing) fetchWindow(offset).then((added) => { if (added) renderImages(); });
   }
-  function markImage(i) {
-    const li = S.items[i]; if (!li) return;
-    const st = li.lastChild; st.className = "st " + S.states[i]; st.textContent = S.states[i];
+  function refreshList() { S.gen++; S.rows.clear(); renderImages(); }
+  function markImage(row) {
+    const li = $("images").querySelector(`li[data-id="${row.id}"]`); if (!li || !li.lastChild) return;
+    const st = li.lastChild; st.className = "st " + row.state; st.textContent = row.state;
   }
+  function ensureVisible(row) {
+    if (row.gen !== S.gen) return;
+    const ol = $("images"), top = row.idx * ROW;
+    if (top < ol.scrollTop) ol.scrollTop = top;
+    else if (top + ROW > ol.scrollTop + ol.clientHeight) ol.scrollTop = top + ROW - ol.clientHeight;
+  }
+  // the image before (-1) or after (1) the shown one in the list's order, among the filtered
+  async function neighbor(step) {
+    const cur = S.cur; if (!cur) return null;
+    if (!S.filter && cur.gen === S.gen) { const row = S.rows.get(cur.idx + step); if (row) return row; }
+    const where = step > 0 ? { at: cur.pos + 1, offset: 0 } : { at: cur.pos, offset: -1 };
+    const r = await api(q({ state: S.filter, ...where, limit: 1 }));
+    if (r.status !== 200 || !r.data.ids.length) return null;
+    return rowsOf(r.data, S.gen)[0];
+  }
+  const step = async (n) => go(await neighbor(n));
 
   // ------------------------------------------------------------------ the image and its boxes
   function applyView() { stage.style.transform = `translate(${S.view.x}px, ${S.view.y}px) scale(${S.view.k})`; }
@@ -123,29 +164,27 @@
     });
   }
 
-  async function go(i) {
-    if (i < 0 || i >= S.ids.length) return;
-    S.cur = i; S.sel = -1; S.undo = []; S.redo = []; $("conflict").hidden = true;
+  async function go(row) {
+    if (!row) return;
+    S.cur = row; S.sel = -1; S.undo = []; S.redo = []; $("conflict").hidden = true;
     for (const li of document.querySelectorAll("#images li.current")) li.className = "";
-    if (S.items[i]) { S.items[i].className = "current"; S.items[i].scrollIntoView({ block: "nearest" }); }
-    const id = S.ids[i];
+    const li = $("images").querySelector(`li[data-id="${row.id}"]`); if (li) li.className = "current";
+    ensureVisible(row);
+    const id = row.id;
     const r = await api("images/" + id);
-    if (S.cur !== i) return;
+    if (S.cur !== row) return;
     S.labels = r.data;
     const shown = new Promise((ok) => { img.onload = ok; img.onerror = ok; });
     img.src = `api/images/${id}/file?token=${encodeURIComponent(token)}`;
     await shown;
-    if (S.cur !== i) return;
+    if (S.cur !== row) return;
     stage.dataset.id = id; fit(); renderBoxes();
-    status(`${S.names[i]} · revision ${S.labels.revision}`);
+    status(`${row.name} · revision ${S.labels.revision}`);
     document.body.dataset.shown = id;
     window.dispatchEvent(new CustomEvent("detectkit:shown", { detail: id }));
-    if (i + 1 < S.ids.length) { const pre = new Image(); pre.src = `api/images/${S.ids[i + 1]}/file?token=${encodeURIComponent(token)}`; }
+    const next = !S.filter && row.gen === S.gen ? S.rows.get(row.idx + 1) : null;
+    if (next) { const pre = new Image(); pre.src = `api/images/${next.id}/file?token=${encodeURIComponent(token)}`; }
   }
-  const nextIndex = (step) => {
-    for (let i = S.cur + step; i >= 0 && i < S.ids.length; i += step) if (!S.filter || S.states[i] === S.filter) return i;
-    return -1;
-  };
 
   // ------------------------------------------------------------------ changes and saving
   function change(mutate, state) {
@@ -163,23 +202,23 @@
   async function save() {
     if (S.saving) { S.pending = true; return; }
     S.saving = true; status("Saving…");
-    const i = S.cur, id = S.ids[i];
+    const row = S.cur, id = row.id;
     const body = { revision: S.labels.revision, state: S.labels.state, boxes: S.labels.boxes };
     const t0 = performance.now();
     try {
       const r = await api("images/" + id, { method: "PUT", body });
       window.dispatchEvent(new CustomEvent("detectkit:saved", { detail: { status: r.status, ms: performance.now() - t0 } }));
       if (r.status === 200) {
-        if (S.ids[S.cur] === id) S.labels.revision = r.data.revision;
-        S.states[i] = r.data.state[0]; S.counts[i] = r.data.boxes.length; markImage(i);
+        if (S.cur.id === id) S.labels.revision = r.data.revision;
+        setRow(row, r.data.state[0], r.data.boxes.length);
         renderChart(r.data.progress); status(`Saved · revision ${r.data.revision}`);
       } else if (r.status === 409) {
         S.pending = false;
         const cur = r.data.current;
         const box = $("conflict"); box.hidden = false;
         box.textContent = `Someone else saved this image (revision ${cur.revision}, ${cur.boxes.length} boxes); showing their edit instead of yours. ` + r.data.error.message;
-        if (S.ids[S.cur] === id) { S.labels = { ...S.labels, ...cur }; S.undo = []; S.redo = []; S.sel = -1; renderBoxes(); }
-        S.states[i] = cur.state[0]; markImage(i);
+        if (S.cur.id === id) { S.labels = { ...S.labels, ...cur }; S.undo = []; S.redo = []; S.sel = -1; renderBoxes(); }
+        setRow(row, cur.state[0], cur.boxes.length);
         const pr = await api("progress"); if (pr.status === 200) renderChart(pr.data);
         status("Conflict: showing the other edit", true);
       } else {
@@ -191,6 +230,13 @@
       S.saving = false;
       if (S.pending) { S.pending = false; save(); }
     }
+  }
+  // a saved image's state and box count, in the list (reloaded when it leaves the filter)
+  function setRow(row, state, boxes) {
+    const changed = row.state !== state;
+    const cached = row.gen === S.gen ? S.rows.get(row.idx) : null;
+    for (const r of [row, cached]) if (r && r.id === row.id) { r.state = state; r.boxes = boxes; }
+    if (changed && S.filter) refreshList(); else markImage(row);
   }
   function removeSelected() {
     if (S.sel < 0) return;
@@ -218,7 +264,7 @@
   function rejectAt() { const k = boxAt(); if (k >= 0) { S.sel = k; removeSelected(); } }
   async function setState(state, step) {
     if (S.labels.state !== state) change(() => {}, state);
-    const n = nextIndex(step); if (n >= 0) await go(n);
+    await go(await neighbor(step));
   }
 
   // ------------------------------------------------------------------ the mouse
@@ -300,8 +346,8 @@
     else if (key === "a") acceptBoxes([boxAt()]);
     else if (key === "r") rejectAt();
     else if (key === "v") setState("reviewed", 1);
-    else if (key === "n" || key === "arrowright") go(nextIndex(1));
-    else if (key === "p" || key === "arrowleft") go(nextIndex(-1));
+    else if (key === "n" || key === "arrowright") step(1);
+    else if (key === "p" || key === "arrowleft") step(-1);
     else if (key === "k") setState("skipped", 1);
     else if (key === "enter") setState("labeled", 1);
     else if (key === "f") fit();
@@ -313,8 +359,8 @@
   });
   document.addEventListener("keyup", (e) => { if (e.key === " ") { S.space = false; view.classList.remove("panning"); } });
 
-  $("prev").onclick = () => go(nextIndex(-1));
-  $("next").onclick = () => go(nextIndex(1));
+  $("prev").onclick = () => step(-1);
+  $("next").onclick = () => step(1);
   $("skip").onclick = () => setState("skipped", 1);
   $("done").onclick = () => setState("labeled", 1);
   $("reviewed").onclick = () => setState("reviewed", 1);
@@ -324,7 +370,14 @@
   $("undo").onclick = () => restore(S.undo, S.redo);
   $("redo").onclick = () => restore(S.redo, S.undo);
   $("fit").onclick = fit;
-  $("filter").onchange = (e) => { S.filter = e.target.value; renderImages(); };
+  $("filter").onchange = async (e) => {
+    S.filter = e.target.value; S.gen++; S.rows.clear(); $("images").scrollTop = 0;
+    await fetchWindow(0); renderImages();
+  };
+  let listFrame = 0;
+  $("images").addEventListener("scroll", () => {
+    if (!listFrame) listFrame = requestAnimationFrame(() => { listFrame = 0; renderImages(); });
+  });
   $("export").onclick = async () => {
     status("Exporting…");
     const r = await api("export", { method: "POST", body: {} });
@@ -333,15 +386,34 @@
   window.addEventListener("resize", () => S.labels && fit());
 
   // ------------------------------------------------------------------ start
+  // the first image still to label and the list's first window: neither grows with the project
   (async () => {
-    const [p, list] = await Promise.all([api("project"), api("images")]);
+    const [p, todo, list] = await Promise.all([api("project"), api(q({ state: "up", limit: 1 })), api(q({ offset: 0, limit: PAGE }))]);
     if (p.status !== 200) { status(p.data.error ? p.data.error.message : "no access", true); return; }
     S.classes = p.data.classes; $("project").textContent = p.data.name;
     $("instructions").textContent = p.data.instructions || "";
     $("export").hidden = !p.data.can_export;
-    S.ids = list.data.ids; S.names = list.data.names; S.states = list.data.states.split(""); S.counts = list.data.boxes;
+    S.total = list.data.total;
+    for (const row of rowsOf(list.data, S.gen)) S.rows.set(row.idx, row);
     renderClasses(); renderChart(p.data.progress); renderImages();
-    const first = S.states.findIndex((c) => c === "u" || c === "p");
-    await go(first >= 0 ? first : 0);
+    let first = todo.status === 200 && todo.data.ids.length ? rowsOf(todo.data, S.gen)[0] : S.rows.get(0);
+    if (first) { first.idx = first.pos; first = S.rows.get(first.idx) || first; }  // unfiltered: index = position
+    await go(first);
+  })();
+
+  // ------------------------------------------------------------------ the background model
+  // ML assistance: the trainer's state, polled (faster while it works); null when it is off
+  const ASSIST = { idle: "waiting for labels", training: "training…", prelabeling: "pre-labeling…", ready: "ready", failed: "failed" };
+  (async function pollAssistant() {
+    const r = await api("assistant");
+    const a = r.status === 200 ? r.data : null, el = $("assistant");
+    if (!a) return;
+    const map = a.map == null ? "" : ` · val mAP ${a.map.toFixed(2)}`;
+    const when = a.finished ? ` · ${new Date(a.finished).toLocaleTimeString()}` : "";
+    const idle = a.state === "idle" ? ` (${a.min_labeled} labeled images)` : "";
+    el.hidden = false; el.dataset.state = a.state; el.classList.toggle("error", a.state === "failed");
+    el.textContent = `model: ${ASSIST[a.state] || a.state}${idle}${map}${when}`;
+    el.title = a.error || (a.run ? `run ${a.run}, ${a.drafted} images pre-labeled` : "");
+    setTimeout(pollAssistant, a.state === "training" || a.state === "prelabeling" ? 1500 : 4000);
   })();
 })();
