@@ -1,5 +1,7 @@
-"""ML-assisted labeling, simulated: how much work pre-labels save, and how fast each way of
-picking images makes the model good.
+"""ML-assisted labeling, simulated: the labeler's work with pre-labels, and mAP per strategy.
+
+How much work a model's drafts save a labeler, and how fast each way of picking the next images
+makes the model good.
 
 Data: ``../shared/datasets/playing-cards/train`` (296 photos, Pascal VOC, 6 classes). A fixed,
 class-stratified 20% is the test set (``LabeledDataset.split(0.2, seed=SEED)``); the other 80%
