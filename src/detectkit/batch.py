@@ -23,9 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -38,11 +36,11 @@ from detectkit.errors import (
     InvalidResponseError,
     InvalidSettingsError,
     NotFoundError,
-    OperationTimeoutError,
     RunFailedError,
 )
 from detectkit.images import IMAGE_EXTENSIONS
 from detectkit.records import RunStatus, check_name
+from detectkit.resources import wait_for
 from detectkit.scoring import image_sizes, read_predictions
 
 if TYPE_CHECKING:
@@ -272,30 +270,7 @@ class BatchScoringJob:
             RunFailedError: The job failed or was canceled; the message carries its error.
             OperationTimeoutError: ``timeout`` seconds passed first (the job keeps going).
         """
-        start = time.monotonic()
-        show = progress and sys.stderr.isatty()
-        while True:
-            self.refresh()
-            elapsed = time.monotonic() - start
-            if show:
-                sys.stderr.write(f"\r{self.name}: {self.status.value:<16} {elapsed:7.0f}s")
-                sys.stderr.flush()
-            if self.status.is_terminal:
-                break
-            if timeout is not None and elapsed >= timeout:
-                if show:
-                    sys.stderr.write("\n")
-                raise OperationTimeoutError(
-                    f"batch job {self.name!r} is still {self.status.value} after {timeout:.0f} s; "
-                    "it keeps running: call wait() again or cancel()"
-                )
-            delay = poll_interval if timeout is None else min(poll_interval, timeout - elapsed)
-            time.sleep(max(delay, 0.0))
-        if show:
-            sys.stderr.write("\n")
-        if self.status is not RunStatus.COMPLETED:
-            detail = f": {self._info.error}" if self._info.error else ""
-            raise RunFailedError(f"batch job {self.name!r} ended {self.status.value}{detail}")
+        wait_for(self, "batch job", timeout=timeout, progress=progress, poll_interval=poll_interval)
         return self
 
     def cancel(self) -> None:

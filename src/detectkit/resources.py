@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from detectkit.errors import (
     ConflictError,
@@ -111,30 +111,7 @@ class DetectionRun:
             RunFailedError: The run failed; the message carries the run's own error.
             OperationTimeoutError: ``timeout`` passed first (the run keeps going).
         """
-        start = time.monotonic()
-        show = progress and sys.stderr.isatty()
-        while True:
-            self.refresh()
-            elapsed = time.monotonic() - start
-            if show:
-                sys.stderr.write(f"\r{self.name}: {self.status.value:<16} {elapsed:7.0f}s")
-                sys.stderr.flush()
-            if self.status.is_terminal:
-                break
-            if timeout is not None and elapsed >= timeout:
-                if show:
-                    sys.stderr.write("\n")
-                raise OperationTimeoutError(
-                    f"run {self.name!r} is still {self.status.value} after {timeout:.0f} s; "
-                    "it keeps running: call wait() again or cancel()"
-                )
-            delay = poll_interval if timeout is None else min(poll_interval, timeout - elapsed)
-            time.sleep(max(delay, 0.0))
-        if show:
-            sys.stderr.write("\n")
-        if self.status is not RunStatus.COMPLETED:
-            detail = f": {self._info.error}" if self._info.error else ""
-            raise RunFailedError(f"run {self.name!r} ended {self.status.value}{detail}")
+        wait_for(self, "run", timeout=timeout, progress=progress, poll_interval=poll_interval)
         return self
 
     def cancel(self) -> None:
@@ -388,3 +365,40 @@ class Endpoint:
     def delete(self) -> None:
         """Delete the endpoint and its deployments (stop the server locally)."""
         self._backend.delete_endpoint(self.name)
+
+
+def wait_for(
+    handle: Any, what: str, *, timeout: float | None, progress: bool, poll_interval: float
+) -> None:
+    """Refresh ``handle`` (a run or a batch job: ``refresh()``, ``status``, ``name``,
+    ``info.error``) until its status is terminal, showing a status line on a terminal.
+
+    Raises:
+        RunFailedError: It ended other than Completed; the message carries its error.
+        OperationTimeoutError: ``timeout`` seconds passed first (it keeps going).
+    """
+    start = time.monotonic()
+    show = progress and sys.stderr.isatty()
+    while True:
+        handle.refresh()
+        elapsed = time.monotonic() - start
+        if show:
+            sys.stderr.write(f"\r{handle.name}: {handle.status.value:<16} {elapsed:7.0f}s")
+            sys.stderr.flush()
+        if handle.status.is_terminal:
+            break
+        if timeout is not None and elapsed >= timeout:
+            if show:
+                sys.stderr.write("\n")
+            raise OperationTimeoutError(
+                f"{what} {handle.name!r} is still {handle.status.value} after {timeout:.0f} s; "
+                "it keeps running: call wait() again or cancel()"
+            )
+        delay = poll_interval if timeout is None else min(poll_interval, timeout - elapsed)
+        time.sleep(max(delay, 0.0))
+    if show:
+        sys.stderr.write("\n")
+    if handle.status is not RunStatus.COMPLETED:
+        error = handle.info.error
+        detail = f": {error}" if error else ""
+        raise RunFailedError(f"{what} {handle.name!r} ended {handle.status.value}{detail}")
