@@ -141,9 +141,12 @@ class Simulation:
 
         return LabeledDataset([self.pool[i] for i in indices], self.classes, root=self.root)
 
-    def train_and_score(self, name: str, labeled: list[int]) -> dict[str, Any]:
-        """Train on ``labeled`` (pool indices); the model's predictions on every photo and its
-        test mAP@0.5."""
+    def train_and_score(
+        self, name: str, labeled: list[int], init: Path | None = None
+    ) -> dict[str, Any]:
+        """Train on ``labeled`` (pool indices), from the model folder ``init`` when given (the
+        previous round's model: ``advanced_settings.checkpoint_path``); the model's predictions
+        on every photo and its test mAP@0.5."""
         from detectkit import evaluate
         from detectkit.scoring.response import read_predictions
 
@@ -152,8 +155,12 @@ class Simulation:
         cpu = cpu_seconds()
         asset = self.project.datasets.create(name, self.dataset(labeled))
         steps = math.ceil(len(labeled) / BATCH)
-        epochs = max(a.epochs, math.ceil(a.min_steps / steps))
+        min_steps = a.min_steps if init is None else a.fine_tune_steps
+        epochs = max(a.epochs if init is None else 1, math.ceil(min_steps / steps))
         lr = a.lr
+        advanced: dict[str, Any] = {"pretrained": True}
+        if init is not None:
+            advanced["checkpoint_path"] = str(init)
         while True:
             run = self.project.train(
                 asset,
@@ -169,7 +176,7 @@ class Simulation:
                     "min_size": a.size,
                     "evaluation_frequency": 10_000,  # validate only after the last epoch
                     "early_stopping": False,
-                    "advanced_settings": {"pretrained": True},
+                    "advanced_settings": advanced,
                 },
                 experiment="bench-labeling-loop",
                 name=f"{name}-{round(a.lr / lr)}",
@@ -198,6 +205,7 @@ class Simulation:
             "train_s": trained - started,
             "score_s": time.monotonic() - trained,
             "model_version": name,
+            "dir": model_dir,
             "epochs": epochs,
             "lr": lr,
             "cpu_min": round((cpu_seconds() - cpu) / 60, 2),
@@ -277,7 +285,11 @@ def run_strategies(
             remaining = [i for i in range(len(sim.pool)) if i not in taken]
             if k < a.rounds and remaining:
                 ranked = rank_for_labeling(
-                    [m["pool"][i] for i in remaining], strategy, seed=a.seed + k
+                    [m["pool"][i] for i in remaining],
+                    strategy,
+                    seed=a.seed + k,
+                    diversity=a.diversity,
+                    images=[sim.pool[i].image for i in remaining] if a.diversity else None,
                 )
                 picks = [remaining[r.position] for r in ranked[: a.step]]
                 row["next_round"] = sim.drafts(m, done, picks)
@@ -285,7 +297,8 @@ def run_strategies(
             rows.append(row)
             print_row(row)
             if k < a.rounds and remaining:
-                model[strategy] = sim.train_and_score(f"{strategy}-{len(done)}", done)
+                init = m["dir"] if a.warm_start else None
+                model[strategy] = sim.train_and_score(f"{strategy}-{len(done)}", done, init)
     return rows
 
 
@@ -378,10 +391,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=20, help="images labeled per round")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per model")
     parser.add_argument(
-        "--min-steps", type=int, default=100, help="at least this many steps per model"
+        "--min-steps", type=int, default=250, help="at least this many steps per model"
+    )
+    parser.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train each round's model from the previous round's (default) or from ImageNet",
+    )
+    parser.add_argument(
+        "--diversity",
+        action="store_true",
+        help="rank_for_labeling(..., diversity=True): near-duplicates of a pick go last",
+    )
+    parser.add_argument(
+        "--fine-tune-steps",
+        type=int,
+        default=120,
+        help="with --warm-start: at least this many steps per later model",
     )
     parser.add_argument("--lr", type=float, default=0.04, help="learning rate (halved on NaN)")
-    parser.add_argument("--size", type=int, default=288, help="SSD input side (min_size)")
+    parser.add_argument("--size", type=int, default=320, help="SSD input side (min_size)")
     parser.add_argument("--budget-minutes", type=int, default=5, help="cap per model")
     parser.add_argument("--seed", type=int, default=0, help="split, start and random seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")

@@ -197,7 +197,7 @@ class RegisteredModel:
     def export_onnx(self, path: str | os.PathLike[str]) -> Path:
         """Export this version to an ONNX file at ``path`` with the inputs and outputs of
         AutoML's ONNX export (``input`` -> ``boxes_0``, ``labels_0``, ``scores_0``; see
-        :mod:`detectkit.scoring.onnx`); returns ``path``. Local models only (SSD models);
+        :mod:`detectkit.scoring.onnx`); returns ``path``. Local models only (every family);
         Azure AutoML writes ``model.onnx`` itself.
 
         Raises:

@@ -145,9 +145,9 @@ def test_onnx_runtime_refuses_what_it_cannot_run(saved: Path, tmp_path: Path) ->
     other.mkdir(parents=True)
     for name in ("model.pt", "labels.json"):
         (other / name).write_bytes((art / name).read_bytes())
-    settings["model_name"] = "fasterrcnn_mobilenet_v3_large_fpn"
+    settings["model_name"] = "yolo_v9"  # not a local model
     (other / "settings.json").write_text(json.dumps(settings))
-    with pytest.raises(InvalidInputError, match="not supported yet"):
+    with pytest.raises(NotFoundError, match="not a model folder the local backend saved"):
         onnx_runtime.export_onnx(other.parent, tmp_path / "x.onnx")
     assert not onnx_runtime.usable(other.parent)  # "auto" serves it with torch
 
