@@ -13,9 +13,11 @@ works in ``--rounds`` rounds of ``--step`` images (strategies run ``--together``
 round by round, so a run stopped early has every strategy of a group at the same point):
 
 1. The current model (``Project.local(tmp).train`` on the labeled images so far:
-   ``ssdlite_mobilenet_v2`` at ``--size`` with the ImageNet MobileNetV2 backbone, a fixed
-   ``--epochs``, raised for small sets to at least ``--min-steps`` steps of 8 images, scored
-   only after its last epoch) scores every photo once with
+   ``ssdlite_mobilenet_v2`` at ``--size``; the first model from the ImageNet MobileNetV2
+   backbone for ``--epochs``, raised for small sets to at least ``--min-steps`` steps of 8
+   images; with ``--warm-start`` (the default) each later model from the previous round's
+   model for at least ``--fine-tune-steps`` steps; scored only after its last epoch) scores
+   every photo once with
    ``project.score``.
 2. Its boxes become drafts through the pre-label machinery (:func:`detectkit.prelabel_dataset`):
    at the fixed threshold ``min_score=0.5`` (the figures quoted), and also at ``"auto"``, the
