@@ -77,7 +77,7 @@ def test_settings_have_documented_defaults_and_are_checked() -> None:
         20,
         20,
         5,
-        "ssdlite_mobilenet_v2",
+        None,  # the backend's default: ssdlite_mobilenet_v2 locally, yolov5 on Azure
         "auto",
     )
     assert MLAssist.build(False) is None
@@ -212,7 +212,7 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path: Path) -> No
     assert read_status(folder).state == "failed"
 
 
-def test_ml_assist_on_azure_says_it_is_not_available_yet(tmp_path: Path) -> None:
+def test_ml_assist_on_azure_needs_a_compute_cluster(tmp_path: Path) -> None:
     class Remote:  # the remote labeling protocol's methods: a backend like Azure's
         def labeling_scope(self) -> str:
             return "ws"
@@ -222,5 +222,5 @@ def test_ml_assist_on_azure_says_it_is_not_available_yet(tmp_path: Path) -> None
 
     from detectkit.labeling import Labeling
 
-    with pytest.raises(InvalidInputError, match="not available on the Azure backend yet"):
+    with pytest.raises(InvalidInputError, match=r"ml_assist\.compute: expected the GPU"):
         Labeling(Remote(), cache=tmp_path).create("x", tmp_path, classes=["a"], ml_assist=True)

@@ -2,11 +2,12 @@
 
 With ML assistance on (``project.labeling.create(..., ml_assist=True)``, ``detectkit label DATA
 --ml-assist``), once :attr:`MLAssist.min_labeled` images are labeled by people the page starts
-a trainer in a background process (the backend's ``start_assistant``; the local backend's is
-:mod:`detectkit.backends.local.assist`). It trains a model on the human labels with
-``project.train`` (its own run, tagged ``detectkit.labeling=<project>``), at low CPU priority,
-and pre-labels the images nobody has touched. It trains again every
-:attr:`MLAssist.retrain_every` new labels.
+a trainer in the background (the backend's ``start_assistant``: the local backend's is a process,
+:mod:`detectkit.backends.local.assist`, at low CPU priority; the Azure backend's a thread that
+waits for AutoML and an online endpoint, :mod:`detectkit.backends.azure.assist`). It trains a
+model on the human labels with ``project.train`` (its own run, tagged
+``detectkit.labeling=<project>``) and pre-labels the images nobody has touched. It trains
+again every :attr:`MLAssist.retrain_every` new labels.
 
 Files in the labeling folder (next to ``project.json``, which holds the settings under
 ``info.ml_assist``)::
@@ -26,17 +27,20 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
 from detectkit.errors import ConflictError, InvalidInputError, OperationTimeoutError
 from detectkit.labeling.files import utc_now, write_atomic
+from detectkit.labeling.labels import is_draft
 from detectkit.labeling.records import ImageState
-from detectkit.labeling.store import LabelingStore
+from detectkit.labeling.store import LabelingStore, StaleRevisionError
+from detectkit.prelabel import calibrate
 
 __all__ = [
     "LOCK_FILE",
@@ -47,11 +51,14 @@ __all__ = [
     "AssistantStatus",
     "MLAssist",
     "acquire_lock",
+    "check_backend",
+    "choose_threshold",
     "human_labeled",
     "lock_holder",
     "pid_alive",
     "read_status",
     "release_lock",
+    "save_drafts",
     "training_parameters",
     "untouched",
     "write_status",
@@ -73,7 +80,8 @@ class MLAssist(BaseModel):
         min_labeled: Human-labeled images (labeled or reviewed) before the first training.
         retrain_every: New human-labeled images after which it trains again.
         time_budget_minutes: The training run's time limit (``timeout_minutes``).
-        model: The model to train (one of ``detectkit.LOCAL_MODELS``).
+        model: The model to train; default: the backend's (local: ``ssdlite_mobilenet_v2``,
+            one of ``detectkit.LOCAL_MODELS``; Azure: AutoML's ``yolov5``).
         min_score: Drafts are kept at this score or above; ``"auto"`` calibrates the threshold
             on the held-out human-labeled images (the run's validation images) for
             ``target_precision``, falling back to ``fallback_score`` when none reaches it.
@@ -85,6 +93,12 @@ class MLAssist(BaseModel):
             one (``checkpoint_run_id`` = its best trial) instead of from ImageNet weights, while
             the class list is unchanged: in the labeling benchmark this raised test mAP@0.5 at
             100 labeled images from 0.43-0.52 to 0.65-0.80 for the same CPU time.
+        compute: Azure: the GPU compute cluster AutoML trains on (required there); ignored
+            locally.
+        endpoint: Azure: the online endpoint the model is deployed to for pre-labeling
+            (default: ``lab-<project>-<hash>``, kept across trainings).
+        instance_type: Azure: the endpoint's VM size (default: ``project.deploy``'s,
+            ``Standard_DS3_v2``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -92,12 +106,15 @@ class MLAssist(BaseModel):
     min_labeled: int = Field(default=20, ge=2)
     retrain_every: int = Field(default=20, ge=1)
     time_budget_minutes: int = Field(default=5, ge=1, le=240)
-    model: str = "ssdlite_mobilenet_v2"
+    model: str | None = None
     min_score: float | Literal["auto"] = "auto"
     target_precision: float = Field(default=0.9, gt=0.0, le=1.0)
     fallback_score: float = Field(default=0.5, ge=0.0, le=1.0)
     training_parameters: dict[str, Any] | None = None
     warm_start: bool = True
+    compute: str | None = None
+    endpoint: str | None = None
+    instance_type: str | None = None
 
     @classmethod
     def build(cls, value: bool | MLAssist | Mapping[str, Any] | None) -> MLAssist | None:
@@ -349,7 +366,8 @@ class Assistant:
         with self._starting:
             self._started_at = n
             pid = self._starter(self.store.folder)
-            acquire_lock(self.store.folder, pid=pid)  # held for it until it takes it itself
+            if pid != os.getpid():  # a trainer thread of this process holds the lock itself
+                acquire_lock(self.store.folder, pid=pid)  # held for it until it takes it
             return pid
 
     def maybe_start(self) -> int | None:
@@ -413,3 +431,61 @@ def untouched(store: LabelingStore) -> list[str]:
         for e in store.entries
         if store.state(e.id) in (ImageState.UNLABELED, ImageState.PRELABELED)
     ]
+
+
+def check_backend(settings: MLAssist, kind: str) -> None:
+    """Check that the backend ``kind`` (``"local"``, ``"azure"``) can run ``settings``.
+
+    Raises:
+        InvalidInputError: On Azure, no ``compute`` (AutoML trains on a compute cluster).
+    """
+    if kind == "azure" and not settings.compute:
+        raise InvalidInputError(
+            "ml_assist.compute: expected the GPU compute cluster AutoML trains on (the Azure "
+            "backend trains there), got none; pass ml_assist={'compute': 'gpu-cluster'} "
+            "(create one in Azure ML studio > Compute > Compute clusters)"
+        )
+
+
+def choose_threshold(
+    settings: MLAssist, val: LabeledDataset, scored: Sequence[ImageRecord]
+) -> float:
+    """The drafts' score threshold: ``min_score``, or with ``"auto"`` the lowest threshold
+    reaching ``target_precision`` on the validation images ``val`` (human boxes), scored as
+    ``scored`` (the same images, in order, with the model's boxes); ``fallback_score`` when
+    no threshold reaches it or no validation image has a box."""
+    if settings.min_score != "auto":
+        return float(settings.min_score)
+    humans = [[o for o in r.objects if not o.is_crowd] for r in val.records]
+    drafts = [[o for o in r.objects if o.source == "model"] for r in scored]
+    keep = [k for k, h in enumerate(humans) if h]
+    if not keep:
+        return settings.fallback_score
+    found = calibrate(
+        [drafts[k] for k in keep],
+        [humans[k] for k in keep],
+        target_precision=settings.target_precision,
+    )
+    return found.threshold if found.threshold is not None else settings.fallback_score
+
+
+def save_drafts(store: LabelingStore, image: str, drafts: tuple[ObjectAnnotation, ...]) -> int:
+    """Replace an untouched image's drafts; returns 1 when saved with drafts (0: a person
+    touched it meanwhile, or there is nothing to change)."""
+    current = store.labels(image)
+    if current.state not in (ImageState.UNLABELED, ImageState.PRELABELED):
+        return 0
+    if any(not is_draft(o) for o in current.objects):
+        return 0
+    if not drafts and not current.objects:
+        return 0
+    try:
+        store.save(
+            image,
+            revision=current.revision,
+            state=ImageState.PRELABELED,
+            objects=drafts,
+        )
+    except StaleRevisionError:  # the page saved it between the read and the write
+        return 0
+    return 1 if drafts else 0

@@ -72,6 +72,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="with --ml-assist: labeled images before the first training (default 20)",
     )
+    parser.add_argument(
+        "--assist-compute",
+        metavar="NAME",
+        default=None,
+        help="with --ml-assist: the GPU compute cluster AutoML trains on when the project is "
+        "on Azure (saved with the settings; ignored locally)",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -122,7 +129,8 @@ def _open_project(args: argparse.Namespace) -> LabelingProject:
         project = labeling.get(name)
         if args.classes:
             project.store.add_classes([c.strip() for c in args.classes.split(",") if c.strip()])
-        if assist is not None and (MLAssist.of(project.store) is None or args.min_labeled):
+        changed = args.min_labeled or getattr(args, "assist_compute", None)
+        if assist is not None and (MLAssist.of(project.store) is None or changed):
             project.store.set_info(SETTINGS_KEY, assist.model_dump())
         return project
     if not args.classes:
@@ -135,8 +143,11 @@ def _open_project(args: argparse.Namespace) -> LabelingProject:
 def _assist_settings(args: argparse.Namespace) -> MLAssist | None:
     if not getattr(args, "ml_assist", False):
         return None
-    minimum = getattr(args, "min_labeled", None)
-    return MLAssist.build({} if minimum is None else {"min_labeled": minimum})
+    given = {
+        "min_labeled": getattr(args, "min_labeled", None),
+        "compute": getattr(args, "assist_compute", None),
+    }
+    return MLAssist.build({k: v for k, v in given.items() if v is not None})
 
 
 def _in_place_syncer(args: argparse.Namespace, project: LabelingProject) -> Any:

@@ -23,24 +23,28 @@ export, when asked) as three files: ``project.json``, ``index.jsonl`` and ``labe
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 from detectkit.dataset import ImageRecord, LabeledDataset
-from detectkit.errors import ConflictError, InvalidInputError, NotFoundError
-from detectkit.labeling.assist import Assistant, MLAssist
+from detectkit.errors import InvalidInputError, NotFoundError
+from detectkit.labeling.assist import Assistant, MLAssist, check_backend
 from detectkit.labeling.data import check_classes, index_dataset, read_input
-from detectkit.labeling.labels import ImageEntry, ImageLabels
+from detectkit.labeling.labels import ImageLabels
 from detectkit.labeling.records import LabelingProgress
-from detectkit.labeling.restore import read_labels, restore
+from detectkit.labeling.remote import (
+    ASSET_REFERENCE,
+    RemoteLabelingBackend,
+    create_remote_store,
+    remote_backend,
+    restore_remote_store,
+    sync_state,
+)
 from detectkit.labeling.review import accept, mark_reviewed, reject
 from detectkit.labeling.server import LabelingServer
-from detectkit.labeling.sources import CachedSource, FolderSource, index_remote
+from detectkit.labeling.sources import FolderSource
 from detectkit.labeling.store import LabelingStore
 from detectkit.records import DatasetAsset, check_name
 
@@ -55,7 +59,6 @@ __all__ = [
 LABELING_FOLDER = "labeling"
 #: Overrides where remote projects are cached (default ``$XDG_CACHE_HOME/detectkit/labeling``).
 CACHE_ENV = "DETECTKIT_LABELING_CACHE"
-_REFERENCE = re.compile(r"^(azureml:)?[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+)?$")
 
 
 class LabelingBackend(Protocol):
@@ -87,64 +90,6 @@ class LabelingBackend(Protocol):
         """Start the background trainer of the labeling project in ``folder``; its pid (see
         :mod:`detectkit.labeling.assist`)."""
         ...
-
-
-class RemoteLabelingBackend(Protocol):
-    """What labeling needs of a backend whose images stay remote (the Azure backend).
-
-    Images are ``azureml://`` URLs fetched one at a time; the labeling state is a folder of
-    small files the backend keeps in its workspace.
-    """
-
-    def create_dataset(
-        self,
-        name: str,
-        dataset: LabeledDataset,
-        *,
-        version: str | None,
-        description: str | None,
-    ) -> DatasetAsset:
-        """Create a data asset version (remote images are referenced, not copied)."""
-        ...
-
-    def labeling_scope(self) -> str:
-        """The cache folder's name for this backend's projects (the workspace)."""
-        ...
-
-    def labeling_images(self, reference: str) -> LabeledDataset:
-        """The images (records with remote URLs, labels kept) of a data asset reference or
-        a remote folder, without downloading the images."""
-        ...
-
-    def fetch_image(self, url: str, path: Path) -> None:
-        """Write the image at ``url`` to ``path``."""
-        ...
-
-    def save_labeling_state(self, name: str, folder: Path) -> str:
-        """Store the files in ``folder`` as the project's new state; returns its version."""
-        ...
-
-    def load_labeling_state(self, name: str, folder: Path) -> str:
-        """Download the project's latest state into ``folder``; returns its version.
-
-        Raises:
-            NotFoundError: No state of that name.
-        """
-        ...
-
-    def list_labeling_states(self) -> list[str]:
-        """The names of the projects whose state the backend keeps."""
-        ...
-
-
-_REMOTE_METHODS = (
-    "labeling_scope",
-    "labeling_images",
-    "fetch_image",
-    "save_labeling_state",
-    "load_labeling_state",
-    "list_labeling_states",
-)
 
 
 def cache_folder(base: str | os.PathLike[str] | None = None) -> Path:
@@ -210,7 +155,7 @@ class LabelingProject:
         when ML assistance is off."""
         settings = MLAssist.of(self._store)
         starter = getattr(self._backend, "start_assistant", None)
-        if settings is None or self._remote is not None or not callable(starter):
+        if settings is None or not callable(starter):
             return None
         return Assistant(self._store, settings, starter)
 
@@ -307,14 +252,7 @@ class LabelingProject:
         """
         if self._remote is None:
             return None
-        with tempfile.TemporaryDirectory(prefix=f".{self.name}-sync-") as tmp:
-            folder = Path(tmp)
-            shutil.copyfile(self._store.folder / "project.json", folder / "project.json")
-            shutil.copyfile(self._store.folder / "index.jsonl", folder / "index.jsonl")
-            with (folder / "labels.jsonl").open("w", encoding="utf-8", newline="\n") as fh:
-                for item in self._store.snapshot():
-                    fh.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
-            self.last_sync = self._remote.save_labeling_state(self.name, folder)
+        self.last_sync = sync_state(self._remote, self._store)
         return self.last_sync
 
     def accept(self, image: str, boxes: list[int] | None = None) -> ImageLabels:
@@ -368,10 +306,7 @@ class Labeling:
         self._cache = cache
 
     def _remote_backend(self) -> RemoteLabelingBackend | None:
-        backend = self._backend
-        if all(callable(getattr(backend, m, None)) for m in _REMOTE_METHODS):
-            return backend  # type: ignore[return-value]
-        return None
+        return remote_backend(self._backend)
 
     def _local(self) -> LabelingBackend:
         backend = self._backend
@@ -404,21 +339,22 @@ class Labeling:
             classes: The class names (a list, or ``"a,b,c"``).
             instructions: Shown in the page.
             ml_assist: A model that learns while people label (``True``: the defaults of
-                :class:`~detectkit.labeling.assist.MLAssist`); local backend only.
+                :class:`~detectkit.labeling.assist.MLAssist`); on Azure it needs
+                ``ml_assist={"compute": "<GPU cluster>"}``.
 
         Raises:
             ConflictError: A labeling project of that name exists.
-            InvalidInputError: ``ml_assist`` on a backend that cannot run it (Azure, for now).
+            InvalidInputError: ``ml_assist`` settings the backend cannot run (on Azure: no
+                ``compute``).
         """
         assist = MLAssist.build(ml_assist)
         remote = self._remote_backend()
-        if remote is not None and assist is not None:
-            raise InvalidInputError(
-                "ml_assist: not available on the Azure backend yet; create the project without "
-                "it, or label on Project.local(root) with ml_assist=True and upload the export"
-            )
+        if assist is not None:
+            check_backend(assist, "azure" if remote is not None else "local")
         if remote is not None:
-            return self._create_remote(remote, name, data, check_classes(classes), instructions)
+            return self._create_remote(
+                remote, name, data, check_classes(classes), instructions, assist
+            )
         backend = self._local()
         folder = self._folder(name)
         names = check_classes(classes)
@@ -489,7 +425,7 @@ class Labeling:
     ) -> tuple[DatasetAsset, tuple[ImageRecord, ...] | None]:
         if isinstance(data, DatasetAsset):
             return data, None
-        if isinstance(data, str) and not Path(data).exists() and _REFERENCE.match(data):
+        if isinstance(data, str) and not Path(data).exists() and ASSET_REFERENCE.match(data):
             asset_name, _, version = data.removeprefix("azureml:").partition(":")
             return backend.get_dataset(asset_name, version or None), None
         dataset = read_input(data)
@@ -502,14 +438,6 @@ class Labeling:
     def _remote_folder(self, remote: RemoteLabelingBackend, name: str) -> Path:
         return cache_folder(self._cache) / remote.labeling_scope() / check_name(name, "name")
 
-    def _source(self, remote: RemoteLabelingBackend, folder: Path) -> CachedSource:
-        def fetch(entry: ImageEntry, path: Path) -> None:
-            if entry.ref is None:
-                raise NotFoundError(f"image {entry.id}: no URL recorded in the index")
-            remote.fetch_image(entry.ref, path)
-
-        return CachedSource(folder / "images", fetch)
-
     def _create_remote(
         self,
         remote: RemoteLabelingBackend,
@@ -517,60 +445,23 @@ class Labeling:
         data: LabeledDataset | DatasetAsset | str | os.PathLike[str],
         names: tuple[str, ...],
         instructions: str | None,
+        assist: MLAssist | None,
     ) -> LabelingProject:
-        folder = self._remote_folder(remote, name)
-        if name in remote.list_labeling_states() or (folder / "state").exists():
-            raise ConflictError(
-                f"labeling project {name!r} already exists; open it with "
-                "project.labeling.get(name), or pick another name"
-            )
-        if isinstance(data, DatasetAsset):
-            reference = data.uri
-        elif isinstance(data, str) and (data.startswith("azureml:") or _REFERENCE.match(data)):
-            reference = data
-        else:  # local images: upload them as a data asset first
-            asset = remote.create_dataset(
-                name, read_input(data), version=None, description=f"images of labeling {name}"
-            )
-            reference = asset.uri
-        dataset = remote.labeling_images(reference)
-        entries, labels = index_remote(dataset)
-        used = [c for c in dataset.classes if c not in names]
-        store = LabelingStore.create(
-            folder / "state",
-            name=name,
-            classes=[*names, *used],
-            images=entries,
-            labels=labels,
-            source=self._source(remote, folder),
+        store = create_remote_store(
+            remote,
+            self._remote_folder(remote, name),
+            name,
+            data,
+            classes=names,
             instructions=instructions,
-            info={"data": reference, "scope": remote.labeling_scope()},
+            info={"ml_assist": assist.model_dump()} if assist is not None else None,
         )
         project = LabelingProject(remote, store, remote=remote)
         project.sync()
         return project
 
     def _get_remote(self, remote: RemoteLabelingBackend, name: str) -> LabelingProject:
-        folder = self._remote_folder(remote, name)
-        state = folder / "state"
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".restore-", dir=folder) as tmp:
-            try:
-                version = remote.load_labeling_state(name, Path(tmp))
-            except NotFoundError:
-                if not (state / "project.json").is_file():
-                    raise NotFoundError(
-                        f"no labeling project {name!r} in the workspace (projects: "
-                        f"{', '.join(remote.list_labeling_states()) or 'none'}); create one "
-                        "with project.labeling.create(name, data, classes=[...])"
-                    ) from None
-                version = None
-            incoming = read_labels(Path(tmp)) if version is not None else []
-            if (state / "project.json").is_file():
-                store = LabelingStore.open(state, self._source(remote, folder))
-                store.merge(incoming)
-            else:
-                store = restore(Path(tmp), state, self._source(remote, folder), incoming)
+        store, version = restore_remote_store(remote, self._remote_folder(remote, name), name)
         project = LabelingProject(remote, store, remote=remote)
         project.last_sync = version
         return project

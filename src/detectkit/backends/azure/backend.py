@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import SecretStr
 
+from detectkit.backends.azure.assist import start_assistant
 from detectkit.backends.azure.batch import AzureBatchMethods
 from detectkit.backends.azure.datasets import next_version, upload_dataset
 from detectkit.backends.azure.downloads import download_model_folder
@@ -504,6 +505,12 @@ class AzureBackend(AzureBatchMethods, AzureLabelingMethods):
             "batch endpoint (project.deploy_batch(model, endpoint, compute=...)), or pass the "
             "MLflow model folder (registered_model.download(dir)) to project.score"
         )
+
+    def start_assistant(self, folder: Path) -> int:
+        """Start the labeling trainer of the project whose cached store is ``folder`` (ML
+        assistance: AutoML, then an online endpoint; :mod:`detectkit.backends.azure.assist`)
+        in a background thread; returns this process's id."""
+        return start_assistant(self, Path(folder))
 
     # ================================================================== helpers
     def _run_info(self, job: Any) -> RunInfo:

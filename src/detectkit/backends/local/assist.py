@@ -32,27 +32,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from detectkit.dataset import ImageRecord, LabeledDataset, ObjectAnnotation
+from detectkit.backends.local.models import DEFAULT_MODEL
+from detectkit.dataset import ImageRecord, LabeledDataset
 from detectkit.labeling.assist import (
     LOG_FILE,
     STATUS_FILE,
     AssistantStatus,
     MLAssist,
     acquire_lock,
+    choose_threshold,
     release_lock,
+    save_drafts,
     training_parameters,
     untouched,
     write_status,
 )
 from detectkit.labeling.files import utc_now
-from detectkit.labeling.labels import is_draft
-from detectkit.labeling.records import ImageState
-from detectkit.labeling.store import LabelingStore, StaleRevisionError
-from detectkit.prelabel import calibrate
+from detectkit.labeling.store import LabelingStore
 from detectkit.project import Project
 from detectkit.records import RunStatus
 
@@ -153,7 +152,7 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
     run = project.train(
         train_asset,
         validation_data=val_asset,
-        models=[settings.model],
+        models=[settings.model or DEFAULT_MODEL],
         limits={"max_trials": 1, "timeout_minutes": settings.time_budget_minutes},
         training_parameters=parameters,
         experiment=EXPERIMENT,
@@ -176,6 +175,7 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
     )
     write_status(folder, status)
 
+    store.reload()  # the page saved images while it trained: score only those still untouched
     targets = untouched(store)
     records = [r.model_copy(update={"objects": ()}) for r in val.records]  # raw drafts
     for image in targets:
@@ -184,7 +184,7 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
     scored = project.prelabel(
         run, LabeledDataset(records, store.classes), min_score=0.0, processes=1
     ).dataset.records
-    threshold = _threshold(settings, val, scored[: len(val)])
+    threshold = choose_threshold(settings, val, scored[: len(val)])
     drafted = 0
     for image, record in zip(targets, scored[len(val) :], strict=True):
         drafts = tuple(
@@ -192,7 +192,7 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
             for o in record.objects
             if o.source == "model" and o.score is not None and o.score >= threshold
         )
-        drafted += _save_drafts(store, image, drafts)
+        drafted += save_drafts(store, image, drafts)
     write_status(
         folder,
         status.model_copy(
@@ -206,44 +206,6 @@ def train_and_prelabel(project: Project, store: LabelingStore, settings: MLAssis
             }
         ),
     )
-
-
-def _threshold(settings: MLAssist, val: LabeledDataset, scored: Sequence[ImageRecord]) -> float:
-    if settings.min_score != "auto":
-        return float(settings.min_score)
-    humans = [[o for o in r.objects if not o.is_crowd] for r in val.records]
-    drafts = [[o for o in r.objects if o.source == "model"] for r in scored]
-    keep = [k for k, h in enumerate(humans) if h]
-    if not keep:
-        return settings.fallback_score
-    found = calibrate(
-        [drafts[k] for k in keep],
-        [humans[k] for k in keep],
-        target_precision=settings.target_precision,
-    )
-    return found.threshold if found.threshold is not None else settings.fallback_score
-
-
-def _save_drafts(store: LabelingStore, image: str, drafts: tuple[ObjectAnnotation, ...]) -> int:
-    """Replace an untouched image's drafts; returns 1 when saved (0: a person touched it
-    meanwhile, or there is nothing to change)."""
-    current = store.labels(image)
-    if current.state not in (ImageState.UNLABELED, ImageState.PRELABELED):
-        return 0
-    if any(not is_draft(o) for o in current.objects):
-        return 0
-    if not drafts and not current.objects:
-        return 0
-    try:
-        store.save(
-            image,
-            revision=current.revision,
-            state=ImageState.PRELABELED,
-            objects=drafts,
-        )
-    except StaleRevisionError:  # the page saved it between the read and the write
-        return 0
-    return 1 if drafts else 0
 
 
 def _status(folder: Path) -> AssistantStatus:
