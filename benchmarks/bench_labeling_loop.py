@@ -113,6 +113,16 @@ def labeler_actions(drafts: list[Any], truth: list[Any]) -> dict[str, int]:
     }
 
 
+class _Draft:
+    """A scored box as :func:`labeler_actions` reads a draft (``label``, ``box``)."""
+
+    def __init__(self, label: str, xyxy: tuple[float, float, float, float]) -> None:
+        from detectkit.boxes import Box
+
+        self.label = label
+        self.box = Box(top_x=xyxy[0], top_y=xyxy[1], bottom_x=xyxy[2], bottom_y=xyxy[3])
+
+
 class Simulation:
     """The project, the data and one scoring pass per trained model."""
 
@@ -159,7 +169,8 @@ class Simulation:
         steps = math.ceil(len(labeled) / BATCH)
         min_steps = a.min_steps if init is None else a.fine_tune_steps
         epochs = max(a.epochs if init is None else 1, math.ceil(min_steps / steps))
-        lr = a.lr
+        base_lr = a.lr if init is None or a.fine_tune_lr is None else a.fine_tune_lr
+        lr = base_lr
         advanced: dict[str, Any] = {"pretrained": True}
         if init is not None:
             advanced["checkpoint_path"] = str(init)
@@ -181,9 +192,9 @@ class Simulation:
                     "advanced_settings": advanced,
                 },
                 experiment="bench-labeling-loop",
-                name=f"{name}-{round(a.lr / lr)}",
+                name=f"{name}-{round(base_lr / lr)}",
             )
-            if run.best_trial is not None or lr < a.lr / 4:
+            if run.best_trial is not None or lr < base_lr / 4:
                 break
             print(f"{name}: training diverged at learning rate {lr:g}; halving it", flush=True)
             lr /= 2
@@ -201,9 +212,20 @@ class Simulation:
         n = len(self.pool)
         report = evaluate(self.test, preds[n:])
         map50 = report.stats.map50 if report.stats is not None else None
+        test_work = [
+            labeler_actions(
+                [_Draft(d.label, d.xyxy) for d in p.detections if d.score >= 0.5],
+                [o for o in r.objects if not o.is_crowd],
+            )
+            for p, r in zip(preds[n:], self.test.records, strict=True)
+        ]
+        test_accepted = sum(w["accepted"] for w in test_work) / max(
+            sum(w["true_boxes"] for w in test_work), 1
+        )
         return {
             "pool": preds[:n],
             "map50": map50,
+            "test_accepted": round(test_accepted, 4),
             "train_s": trained - started,
             "score_s": time.monotonic() - trained,
             "model_version": name,
@@ -277,6 +299,7 @@ def run_strategies(
                 "strategy": strategy,
                 "labeled": len(done),
                 "test_map50": None if m["map50"] is None else round(m["map50"], 4),
+                "test_accepted": m["test_accepted"],
                 "epochs": m["epochs"],
                 "lr": m["lr"],
                 "train_s": round(m["train_s"], 1),
@@ -304,6 +327,56 @@ def run_strategies(
     return rows
 
 
+def _worker(
+    args: argparse.Namespace,
+    tmp: Path,
+    index: int,
+    group: list[str],
+    start: list[int],
+    first: dict[str, Any],
+) -> None:
+    """One ``--workers`` process: the rounds of ``group`` in its own project, one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    args.threads, args.processes = 1, 1
+    sim = Simulation(args, tmp / f"worker-{index}")
+    rows = run_strategies(sim, group, start, first)
+    (tmp / f"rows-{index}.json").write_text(json.dumps(rows, default=str))
+
+
+def run_in_workers(
+    args: argparse.Namespace,
+    tmp: Path,
+    groups: list[list[str]],
+    start: list[int],
+    first: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The groups in ``--workers`` processes at a time (spawned, one torch thread each, each
+    with its own project folder: the shared first model is read from its folder); rows in
+    group order."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    os.environ["OMP_NUM_THREADS"] = "1"  # the spawned workers inherit it
+    shared = {k: v for k, v in first.items()}
+    rows: list[dict[str, Any]] = []
+    for at in range(0, len(groups), args.workers):
+        batch = list(enumerate(groups))[at : at + args.workers]
+        procs = [
+            ctx.Process(target=_worker, args=(args, tmp, k, g, start, shared)) for k, g in batch
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"a worker ended with exit status {proc.exitcode}")
+        for k, _ in batch:
+            rows += json.loads((tmp / f"rows-{k}.json").read_text())
+    return rows
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -315,6 +388,7 @@ def print_row(row: dict[str, Any]) -> None:
         f"{row['strategy']:>16}",
         f"{row['labeled']:>4}",
         f"{row['test_map50'] if row['test_map50'] is not None else '-':>7}",
+        f"{pct(row.get('test_accepted')):>6}",
         f"{pct(fixed.get('accepted_share')):>6}",
         f"{fixed.get('actions_per_image', '-')!s:>6}",
         f"{fixed.get('true_boxes_per_image', '-')!s:>6}",
@@ -413,11 +487,21 @@ def main(argv: list[str] | None = None) -> int:
         help="with --warm-start: at least this many steps per later model",
     )
     parser.add_argument("--lr", type=float, default=0.04, help="learning rate (halved on NaN)")
+    parser.add_argument(
+        "--fine-tune-lr", type=float, default=None, help="with --warm-start: later models' rate"
+    )
     parser.add_argument("--size", type=int, default=320, help="SSD input side (min_size)")
     parser.add_argument("--budget-minutes", type=int, default=5, help="cap per model")
     parser.add_argument("--seed", type=int, default=0, help="split, start and random seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--processes", type=int, default=2, help="scoring processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the strategy groups in this many processes of one thread each (after the "
+        "shared first model)",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_labeling_loop.json"))
     parser.add_argument("--plot", type=Path, default=None, help="write the mAP plot here")
     args = parser.parse_args(argv)
@@ -435,14 +519,17 @@ def main(argv: list[str] | None = None) -> int:
         start = sorted(rng.choice(len(sim.pool), size=args.start, replace=False).tolist())
         first = sim.train_and_score(f"start-{args.start}", start)
         print(
-            f"{'strategy':>16} {'n':>4} {'mAP50':>7} {'acc':>6} {'act/im':>6} {'box/im':>6} "
+            f"{'strategy':>16} {'n':>4} {'mAP50':>7} {'t_acc':>6} {'acc':>6} {'act/im':>6} {'box/im':>6} "
             f"{'auto_t':>7} {'acc@a':>6} {'act@a':>6} {'cpu':>6}",
             flush=True,
         )
         rows: list[dict[str, Any]] = []
         first_cpu = first["cpu_min"]
         groups = [args.strategies[i : i + args.together] for i in range(0, 99, args.together)]
-        for group in filter(None, groups):
+        groups = [g for g in groups if g]
+        if args.workers > 1:
+            rows = run_in_workers(args, Path(tmp), groups, start, first)
+        for group in groups if args.workers <= 1 else []:
             rows += run_strategies(sim, group, start, first)
             partial = {"args": vars(args) | {"data": str(args.data), "out": str(args.out)}}
             args.out.write_text(json.dumps({**partial, "rows": rows}, indent=1, default=str))

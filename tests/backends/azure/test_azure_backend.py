@@ -742,6 +742,7 @@ def _http_error(cls_name: str, status: int, message: str) -> Exception:
         (lambda: _http_error("HttpResponseError", 403, "denied"), AuthenticationError, "role"),
         (lambda: _http_error("HttpResponseError", 500, "boom"), DetectkitError, "HTTP 500: boom"),
         (lambda: _validation_error(), InvalidSettingsError, "bad field"),
+        (lambda: _missing_asset_error(), NotFoundError, "does not exist in workspace"),
         (lambda: _mlflow_error("RESOURCE_DOES_NOT_EXIST"), NotFoundError, "MLflow"),
         (lambda: _mlflow_error("INTERNAL_ERROR"), DetectkitError, "INTERNAL_ERROR"),
     ],
@@ -765,6 +766,18 @@ def _validation_error() -> Exception:
     from azure.ai.ml.exceptions import ValidationException
 
     return ValidationException(message="bad field", no_personal_data_message="bad field")
+
+
+def _missing_asset_error() -> Exception:
+    """What azure-ai-ml raises for ``data.get(name, label="latest")`` of no such asset."""
+    from azure.ai.ml.exceptions import ValidationErrorType, ValidationException
+
+    text = "Asset cards-labeling does not exist in workspace ws."
+    return ValidationException(
+        message=text,
+        no_personal_data_message=text,
+        error_type=ValidationErrorType.RESOURCE_NOT_FOUND,
+    )
 
 
 def _mlflow_error(code: str) -> Exception:

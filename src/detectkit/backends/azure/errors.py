@@ -90,6 +90,9 @@ def translate_error(exc: BaseException, what: str) -> DetectkitError | None:
 
     ml_exceptions = sys.modules.get("azure.ai.ml.exceptions")
     if ml_exceptions is not None and isinstance(exc, ml_exceptions.ValidationException):
+        kind = getattr(exc, "_error_type", None)
+        if kind is ml_exceptions.ValidationErrorType.RESOURCE_NOT_FOUND:  # "latest" of nothing
+            return NotFoundError(f"{what} was not found ({exc.message}); check the name")
         return InvalidSettingsError(f"{what}: {exc.message}")
     if isinstance(exc, az.ClientAuthenticationError):
         return AuthenticationError(
