@@ -267,7 +267,7 @@ def test_ml_assist_on_azure_needs_assist_compute_and_saves_it(
     assert main(argv) == 2
     _, err = capsys.readouterr()
     assert "--assist-compute" in err and "Traceback" not in err
-    assert transport.requests == []
+    assert all(r.method == "GET" for r in transport.requests)  # only asked what exists
 
     code, args = _label(*argv[1:], "--assist-compute", "gpu-cluster", "--min-labeled", "5")
     try:
@@ -282,6 +282,27 @@ def test_ml_assist_on_azure_needs_assist_compute_and_saves_it(
     stored = json.loads(_state_puts(transport, "1")["project.json"])
     assert stored["info"]["ml_assist"]["compute"] == "gpu-cluster"
     assert not transport.sent("PUT", r"/jobs/")  # 1 labeled < 5: no training yet
+
+    # reopened with --ml-assist alone: the saved compute (and --min-labeled) are kept
+    state = _state_puts(transport, "1")
+    container = copy.deepcopy(fixture("data_containers_list")["value"][0])
+    container["name"] = "cards-labeling"
+    container["properties"]["latestVersion"] = "1"
+    transport.add("GET", r"/data/cards-labeling$", body=container)
+    transport.add("GET", r"/data$", body={"value": [container]})
+    transport.add(
+        "GET",
+        r"/data/cards-labeling/versions/1$",
+        body=_version("cards-labeling", "1", "uri_folder", STORE + "detectkit/labeling/cards/1/"),
+    )
+    _serve_blobs(transport, {f"detectkit/labeling/cards/1/{n}": d for n, d in state.items()})
+    code, args = _label(*argv[1:])
+    try:
+        assert code == 0, capsys.readouterr().err
+        again = MLAssist.of(args.server.store)
+    finally:
+        args.server.stop()
+    assert again is not None and (again.compute, again.min_labeled) == ("gpu-cluster", 5)
 
 
 def test_a_local_folder_and_a_workspace_together_are_a_usage_error(

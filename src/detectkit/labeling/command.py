@@ -230,19 +230,21 @@ def _open_azure(args: argparse.Namespace, options: argparse.Namespace) -> Labeli
             "project.labeling.get(name).export(), or drop --in-place"
         )
     assist = _assist_settings(args)
-    if assist is not None and not assist.compute:
-        raise UsageError(
-            "--ml-assist on Azure needs --assist-compute NAME: the GPU compute cluster AutoML "
-            "trains on (Azure ML studio > Compute > Compute clusters)"
-        )
     data = _azure_data(args.data)
     name = args.name or _remote_name(data)
     workspace = open_project(options)
     labeling = workspace.labeling
     remote = remote_backend(workspace.backend)
     # the workspace's list: get() of a name only in the local cache would restore that copy
-    if remote is not None and name in remote.list_labeling_states():
-        project = labeling.get(name)
+    existing = remote is not None and name in remote.list_labeling_states()
+    project = labeling.get(name) if existing else None
+    saved = MLAssist.of(project.store) if project is not None else None
+    if assist is not None and not assist.compute and not (saved and saved.compute):
+        raise UsageError(
+            "--ml-assist on Azure needs --assist-compute NAME: the GPU compute cluster AutoML "
+            "trains on (Azure ML studio > Compute > Compute clusters)"
+        )
+    if project is not None:
         if _reopened(project, args, assist):
             project.sync()
         return project
@@ -286,9 +288,16 @@ def _reopened(project: LabelingProject, args: argparse.Namespace, assist: MLAssi
         before = project.store.classes
         names = [c.strip() for c in args.classes.split(",") if c.strip()]
         changed = project.store.add_classes(names) != before
-    given = args.min_labeled or getattr(args, "assist_compute", None)
-    if assist is not None and (MLAssist.of(project.store) is None or given):
-        project.store.set_info(SETTINGS_KEY, assist.model_dump())
+    saved = MLAssist.of(project.store)
+    given = {
+        k: v
+        for k, v in (("min_labeled", args.min_labeled), ("compute", args.assist_compute))
+        if v is not None
+    }
+    if assist is not None and (saved is None or given):
+        # the flags given change the saved settings; the others stay as saved
+        merged = assist if saved is None else saved.model_copy(update=given)
+        project.store.set_info(SETTINGS_KEY, merged.model_dump())
         changed = True
     return changed
 
